@@ -1,0 +1,351 @@
+"""The ``raydc`` command line. Everything but ``server`` talks to the REST API via the SDK."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from raydc.client import TERMINAL, ApiError, Client
+
+app = typer.Typer(help="raydc: elastic training, tuning and serving on Ray.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants and quotas (admin).", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(tokens_app, name="tokens")
+
+console = Console()
+err = Console(stderr=True)
+STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan"}
+
+
+def _client() -> Client:
+    return Client()
+
+
+def _fail(error: ApiError) -> None:
+    err.print(f"[red]error[/red] {error}")
+    raise typer.Exit(1)
+
+
+def _status(status: str) -> str:
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+) -> None:
+    """Run the control plane (starts a local Ray head unless RAYDC_RAY_ADDRESS is set)."""
+    # Imported here so the client commands never load the server and Ray.
+    from raydc.server.main import serve
+
+    serve(host, port)
+
+
+@app.command()
+def submit(
+    spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="job YAML")],
+    working_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--working-dir",
+            "-w",
+            file_okay=False,
+            exists=True,
+            help="upload this dir as the job's code",
+        ),
+    ] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream status and logs")] = False,
+) -> None:
+    """Submit a job spec (YAML or JSON)."""
+    spec = yaml.safe_load(spec_file.read_text())
+    if not isinstance(spec, dict):
+        err.print(f"[red]error[/red] {spec_file} does not hold a mapping")
+        raise typer.Exit(2)
+    with _client() as client:
+        try:
+            if working_dir is not None:
+                spec["code"] = {"ref": client.upload_code(working_dir)}
+                err.print(f"uploaded {working_dir} as {spec['code']['ref'][:19]}…")
+            job = client.submit_job(spec)
+        except ApiError as error:
+            _fail(error)
+        console.print(f"submitted [bold]{job['id']}[/bold] ({_status(job['status'])})")
+        if follow:
+            _follow(client, job["id"])
+
+
+def _follow(client: Client, job_id: str) -> None:
+    """Show the job's status until it runs, then its logs, then a summary."""
+    started = time.monotonic()
+    with console.status(f"{job_id}: PENDING") as spinner:
+        while True:
+            job = client.get_job(job_id)
+            if job["status"] in TERMINAL or job["status"] == "RUNNING":
+                break
+            spinner.update(f"{job_id}: {job['status']}  ({time.monotonic() - started:.0f}s)")
+            time.sleep(1)
+    if job["status"] == "RUNNING" or job["attempt"] > 0:
+        for chunk in client.follow_logs(job_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    job = client.wait(job_id)
+    console.rule(f"{job_id} {_status(job['status'])}")
+    if job.get("result"):
+        _print_json(job["result"])
+    if job.get("error"):
+        err.print(f"[red]{job['error']}[/red]")
+    if job["status"] != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="filter by status")] = None,
+    kind: Annotated[str | None, typer.Option(help="filter by kind")] = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> None:
+    """List jobs, newest first."""
+    with _client() as client:
+        try:
+            page = client.list_jobs(status=status, kind=kind, limit=limit, offset=offset)
+        except ApiError as error:
+            _fail(error)
+    table = Table("ID", "NAME", "KIND", "TENANT", "PRIORITY", "STATUS", "CREATED")
+    for job in page["items"]:
+        table.add_row(
+            job["id"],
+            job["name"],
+            job["kind"],
+            job["tenant"],
+            job["priority"],
+            _status(job["status"]),
+            job["created_at"][:19].replace("T", " "),
+        )
+    console.print(table)
+    console.print(f"{len(page['items'])} of {page['total']}")
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str) -> None:
+    """Show one job."""
+    with _client() as client:
+        try:
+            _print_json(client.get_job(job_id))
+        except ApiError as error:
+            _fail(error)
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
+    """Print a job's logs (-f streams them until the job ends)."""
+    with _client() as client:
+        try:
+            if follow:
+                for chunk in client.follow_logs(job_id):
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+            else:
+                sys.stdout.write(client.job_logs(job_id))
+        except ApiError as error:
+            _fail(error)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a job in any non-terminal state."""
+    with _client() as client:
+        try:
+            job = client.cancel_job(job_id)
+        except ApiError as error:
+            _fail(error)
+    console.print(f"cancel requested for {job_id} ({_status(job['status'])})")
+
+
+@jobs_app.command("events")
+def jobs_events(job_id: str) -> None:
+    """A job's status history."""
+    with _client() as client:
+        try:
+            events = client.job_events(job_id)
+        except ApiError as error:
+            _fail(error)
+    table = Table("TIME", "FROM", "TO", "REASON", "MESSAGE")
+    for event in events:
+        table.add_row(
+            event["created_at"][:23].replace("T", " "),
+            event["from_status"] or "",
+            _status(event["to_status"]),
+            event["reason"] or "",
+            event["message"] or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def queue() -> None:
+    """Pending jobs in scheduling order, with why each waits."""
+    with _client() as client:
+        try:
+            entries = client.queue()
+        except ApiError as error:
+            _fail(error)
+    table = Table("#", "ID", "TENANT", "PRIORITY", "WAITING BECAUSE")
+    for position, entry in enumerate(entries, 1):
+        table.add_row(
+            str(position),
+            entry["id"],
+            entry["tenant"],
+            entry["priority"],
+            entry["reason"] or "next pass",
+        )
+    console.print(table)
+
+
+@app.command()
+def cluster() -> None:
+    """Nodes, capacity and usage."""
+    with _client() as client:
+        try:
+            info = client.cluster()
+        except ApiError as error:
+            _fail(error)
+    table = Table("NODE", "IP", "HEAD", "ALIVE", "CPU", "GPU", "MEMORY GB")
+    for node in info["nodes"]:
+        table.add_row(
+            node["node_id"][:12],
+            node["ip"],
+            str(node["is_head"]),
+            str(node["alive"]),
+            f"{node['cpu']:g}",
+            f"{node['gpu']:g}",
+            f"{node['memory_gb']:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"capacity {info['capacity']}  in use {info['in_use']}  pending {info['pending_demand']}"
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models."""
+    with _client() as client:
+        try:
+            models = client.list_models()
+        except ApiError as error:
+            _fail(error)
+    table = Table("NAME", "TENANT", "VERSIONS", "LATEST")
+    for model in models:
+        table.add_row(
+            model["name"], model["tenant"], str(model["versions"]), str(model["latest_version"])
+        )
+    console.print(table)
+
+
+@models_app.command("versions")
+def models_versions(name: str) -> None:
+    """A model's versions with their metrics and the job that made each."""
+    with _client() as client:
+        try:
+            versions = client.model_versions(name)
+        except ApiError as error:
+            _fail(error)
+    table = Table("VERSION", "JOB", "METRICS", "URI")
+    for version in versions:
+        metrics = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in version["metrics"].items()
+        )
+        table.add_row(str(version["version"]), version["job_id"], metrics, version["uri"])
+    console.print(table)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: str,
+    cpu: Annotated[float | None, typer.Option(help="CPU quota")] = None,
+    gpu: Annotated[float | None, typer.Option(help="GPU quota")] = None,
+    memory_gb: Annotated[float | None, typer.Option(help="memory quota (GB)")] = None,
+) -> None:
+    """Create a tenant, optionally with a quota."""
+    quota = {
+        k: v for k, v in {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb}.items() if v is not None
+    }
+    with _client() as client:
+        try:
+            _print_json(client.create_tenant(name, quota))
+        except ApiError as error:
+            _fail(error)
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Tenants and their quotas."""
+    with _client() as client:
+        try:
+            tenants = client.list_tenants()
+        except ApiError as error:
+            _fail(error)
+    table = Table("TENANT", "CPU", "GPU", "MEMORY GB")
+    for tenant in tenants:
+        quota = tenant["quota"]
+        table.add_row(
+            tenant["name"],
+            *(str(quota[k]) if quota[k] is not None else "∞" for k in ("cpu", "gpu", "memory_gb")),
+        )
+    console.print(table)
+
+
+@tenants_app.command("quota")
+def tenants_quota(
+    name: str,
+    cpu: Annotated[float | None, typer.Option(help="CPU quota (omit = unlimited)")] = None,
+    gpu: Annotated[float | None, typer.Option(help="GPU quota (omit = unlimited)")] = None,
+    memory_gb: Annotated[float | None, typer.Option(help="memory quota in GB")] = None,
+) -> None:
+    """Set a tenant's quota; a dimension left out becomes unlimited."""
+    with _client() as client:
+        try:
+            _print_json(client.set_quota(name, {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb}))
+        except ApiError as error:
+            _fail(error)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    tenant: Annotated[str, typer.Option(help="tenant the token acts in")],
+    role: Annotated[str, typer.Option(help="admin | member | viewer")] = "member",
+    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+) -> None:
+    """Create an API token; it is shown once."""
+    with _client() as client:
+        try:
+            created = client.create_token(tenant, role, name)
+        except ApiError as error:
+            _fail(error)
+    console.print(f"token for {created['tenant']} ({created['role']}), shown once:")
+    print(created["token"])
+
+
+if __name__ == "__main__":
+    app()

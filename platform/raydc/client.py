@@ -1,0 +1,186 @@
+"""The Python SDK: a thin typed client over raydc's REST API (the CLI uses it too).
+
+from raydc.client import Client
+client = Client()                      # RAYDC_URL / RAYDC_TOKEN or ~/.config/raydc/config.toml
+job = client.submit_job(yaml.safe_load(open("apps/sentiment/train.yaml")))
+client.wait(job["id"])
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+CONFIG_PATH = Path("~/.config/raydc/config.toml").expanduser()
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".mypy_cache", ".pytest_cache"}
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {format_detail(detail)}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+def format_detail(detail: Any) -> str:
+    """A 422's list of field errors as 'field.path: message' lines."""
+    if isinstance(detail, list):
+        lines = []
+        for item in detail:
+            if isinstance(item, dict) and "loc" in item:
+                loc = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
+                lines.append(f"{loc}: {item.get('msg')}")
+            else:
+                lines.append(str(item))
+        return "; ".join(lines)
+    return str(detail)
+
+
+def load_config() -> tuple[str, str | None]:
+    url, token = os.environ.get("RAYDC_URL"), os.environ.get("RAYDC_TOKEN")
+    if (url is None or token is None) and CONFIG_PATH.exists():
+        data = tomllib.loads(CONFIG_PATH.read_text())
+        url = url or data.get("url")
+        token = token or data.get("token")
+    return url or DEFAULT_URL, token
+
+
+def zip_directory(directory: Path) -> bytes:
+    """Zip a working directory deterministically (same files -> same content address)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            relative = path.relative_to(directory)
+            if any(part in _SKIP_DIRS for part in relative.parts) or path.is_symlink():
+                continue
+            if path.is_file():
+                info = zipfile.ZipInfo(relative.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+class Client:
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        default_url, default_token = load_config()
+        self.url = (url or default_url).rstrip("/")
+        self.token = token or default_token
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    # -- health, admin ------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz")
+
+    def create_tenant(self, name: str, quota: dict[str, float] | None = None) -> dict[str, Any]:
+        return self._request("POST", "/v1/tenants", json={"name": name, "quota": quota or {}})
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/tenants")
+
+    def set_quota(self, tenant: str, quota: dict[str, float | None]) -> dict[str, Any]:
+        return self._request("PUT", f"/v1/tenants/{tenant}/quota", json=quota)
+
+    def create_token(self, tenant: str, role: str, name: str) -> dict[str, Any]:
+        body = {"tenant": tenant, "role": role, "name": name}
+        return self._request("POST", "/v1/tokens", json=body)
+
+    # -- code and jobs ------------------------------------------------------------
+    def upload_code(self, directory: Path) -> str:
+        data = zip_directory(directory)
+        headers = {"content-type": "application/zip"}
+        return self._request("POST", "/v1/code", content=data, headers=headers)["ref"]
+
+    def submit_job(self, spec: dict[str, Any] | str) -> dict[str, Any]:
+        """Submit a spec given as a dict (sent as JSON) or as YAML text."""
+        if isinstance(spec, str):
+            headers = {"content-type": "application/yaml"}
+            return self._request("POST", "/v1/jobs", content=spec, headers=headers)
+        return self._request("POST", "/v1/jobs", json=spec)
+
+    def list_jobs(self, status: str | None = None, kind: str | None = None,
+                  limit: int = 50, offset: int = 0) -> dict[str, Any]:  # fmt: skip
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if kind:
+            params["kind"] = kind
+        return self._request("GET", "/v1/jobs", params=params)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/jobs/{job_id}/events")
+
+    def job_logs(self, job_id: str) -> str:
+        return str(self._request("GET", f"/v1/jobs/{job_id}/logs"))
+
+    def follow_logs(self, job_id: str) -> Iterator[str]:
+        with self._http.stream(
+            "GET", f"/v1/jobs/{job_id}/logs", params={"follow": "true"}, timeout=None
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, response.json().get("detail"))
+            yield from response.iter_text()
+
+    def wait(self, job_id: str, timeout_s: float = 3600, poll_s: float = 1.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get_job(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s}s")
+            time.sleep(poll_s)
+
+    def queue(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/queue")
+
+    # -- models, cluster ----------------------------------------------------------
+    def list_models(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/models")
+
+    def model_versions(self, name: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/models/{name}/versions")
+
+    def cluster(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/cluster")

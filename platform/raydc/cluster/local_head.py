@@ -1,0 +1,174 @@
+"""A single-node Ray head owned by ``raydc server`` for development.
+
+The head runs as ``ray start --head --block`` in its own process group, so stopping it
+touches only its own processes (never ``ray stop``, which kills every Ray on the machine).
+Ray's token auth is on: raydc writes the token file and hands it to Ray through
+``RAY_AUTH_TOKEN_PATH``. If the control plane crashed and left its head running, the next
+start adopts that head, so running jobs survive a control-plane restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    pid: int
+    dashboard_url: str
+    gcs_address: str
+    auth_token_path: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_or_create_token(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def dashboard_ready(url: str, token: str, timeout_s: float = 2.0) -> bool:
+    try:
+        response = httpx.get(
+            f"{url}/api/version", headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalRayHead:
+    def __init__(self, state_dir: Path, num_cpus: int | None = None) -> None:
+        self.state_dir = state_dir
+        self.num_cpus = num_cpus
+        self.token_path = state_dir / "auth_token"
+        self.info_path = state_dir / "head.json"
+        self.log_path = state_dir / "head.log"
+        # Ray's socket paths must stay under ~107 bytes, so the temp dir is short.
+        digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:10]
+        self.temp_dir = Path("/tmp") / f"raydc-{digest}"
+        self.info: HeadInfo | None = None
+
+    @property
+    def token(self) -> str:
+        return read_or_create_token(self.token_path)
+
+    def start(self, timeout_s: float = 120.0) -> HeadInfo:
+        adopted = self._adopt()
+        if adopted is not None:
+            log.info("re-attached to the local Ray head left running (pid %s)", adopted.pid)
+            self.info = adopted
+            return adopted
+        token = self.token
+        gcs_port, dashboard_port = free_port(), free_port()
+        command = [
+            str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+            f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}", f"--temp-dir={self.temp_dir}",
+            "--disable-usage-stats", "--include-dashboard=true",
+        ]  # fmt: skip
+        if self.num_cpus is not None:
+            command.append(f"--num-cpus={self.num_cpus}")
+        env = dict(os.environ)
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path))
+        env.pop("RAY_AUTH_TOKEN", None)
+        # Job drivers must find the same Python (and raydc) as the control plane.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        info = HeadInfo(
+            pid=process.pid,
+            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            gcs_address=f"127.0.0.1:{gcs_port}",
+            auth_token_path=str(self.token_path),
+        )
+        deadline = time.monotonic() + timeout_s
+        while not dashboard_ready(info.dashboard_url, token):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"ray start exited with {process.returncode}; see {self.log_path}"
+                )
+            if time.monotonic() > deadline:
+                self._kill_group(process.pid)
+                raise RuntimeError(
+                    f"local Ray head not ready after {timeout_s}s; see {self.log_path}"
+                )
+            time.sleep(0.5)
+        self.info_path.write_text(json.dumps(asdict(info)))
+        self.info = info
+        log.info("started a local Ray head, dashboard %s", info.dashboard_url)
+        return info
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        info = self.info or self._read_info()
+        if info is None:
+            return
+        self._kill_group(info.pid, grace_s)
+        self.info_path.unlink(missing_ok=True)
+        self.info = None
+
+    def _read_info(self) -> HeadInfo | None:
+        try:
+            return HeadInfo(**json.loads(self.info_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _adopt(self) -> HeadInfo | None:
+        info = self._read_info()
+        if info is None or not _process_alive(info.pid):
+            return None
+        return info if dashboard_ready(info.dashboard_url, self.token) else None
+
+    @staticmethod
+    def _kill_group(pid: int, grace_s: float = 10.0) -> None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,1 @@
+"""Scheduling policy: pure functions of a snapshot; no Ray, no database, no server."""

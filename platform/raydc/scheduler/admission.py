@@ -1,0 +1,90 @@
+"""Admission: which pending jobs start now.
+
+Priority first, then submission order. A job over its tenant's quota waits without
+blocking other tenants; a job the cluster cannot hold right now blocks every job after
+it, so a large job is not starved by a stream of small ones. (The full scheduler adds
+backfill, fair share, borrowing and preemption behind this same function.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from raydc.specs.demand import Demand
+from raydc.specs.tenants import Quota
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    id: str
+    tenant: str
+    priority_rank: int
+    created_at: datetime
+    demand: Demand
+
+
+@dataclass(frozen=True)
+class AdmissionSnapshot:
+    pending: list[PendingJob]
+    tenant_usage: dict[str, Demand]
+    tenant_quota: dict[str, Quota]
+    # What the cluster can still hold; None while the cluster's size is unknown.
+    free_capacity: Demand | None
+
+
+@dataclass
+class AdmissionDecision:
+    admitted: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # job id -> why it waits
+
+
+def queue_order(jobs: list[PendingJob]) -> list[PendingJob]:
+    return sorted(jobs, key=lambda job: (-job.priority_rank, job.created_at, job.id))
+
+
+def quota_shortfall(quota: Quota | None, usage: Demand, demand: Demand) -> str | None:
+    """Which quota dimension the job would exceed, as a sentence, or None if it fits."""
+    if quota is None:
+        return None
+    after = usage + demand
+    for dimension, limit, used in (
+        ("cpu", quota.cpu, after.cpu),
+        ("gpu", quota.gpu, after.gpu),
+        ("memory_gb", quota.memory_gb, after.memory_gb),
+    ):
+        if limit is not None and used > limit + 1e-9:
+            return f"tenant quota: {dimension} would be {used:g} of {limit:g}"
+    return None
+
+
+def admit_pending_jobs(snapshot: AdmissionSnapshot) -> AdmissionDecision:
+    decision = AdmissionDecision()
+    if snapshot.free_capacity is None:
+        for job in snapshot.pending:
+            decision.waiting[job.id] = "waiting for the cluster to connect"
+        return decision
+    free = snapshot.free_capacity
+    usage = dict(snapshot.tenant_usage)
+    blocked_by: str | None = None
+    for job in queue_order(snapshot.pending):
+        if blocked_by is not None:
+            decision.waiting[job.id] = f"behind job {blocked_by}, which waits for capacity"
+            continue
+        used = usage.get(job.tenant, Demand())
+        shortfall = quota_shortfall(snapshot.tenant_quota.get(job.tenant), used, job.demand)
+        if shortfall is not None:
+            decision.waiting[job.id] = shortfall
+            continue
+        if not job.demand.fits_in(free):
+            decision.waiting[job.id] = (
+                f"cluster capacity: needs cpu={job.demand.cpu:g} gpu={job.demand.gpu:g} "
+                f"memory_gb={job.demand.memory_gb:g}, free cpu={free.cpu:g} gpu={free.gpu:g} "
+                f"memory_gb={free.memory_gb:g}"
+            )
+            blocked_by = job.id
+            continue
+        decision.admitted.append(job.id)
+        free = free - job.demand
+        usage[job.tenant] = used + job.demand
+    return decision

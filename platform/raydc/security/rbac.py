@@ -1,0 +1,40 @@
+"""Who may do what: roles map to actions; tenants bound what a principal can see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from raydc.specs.tenants import Role
+
+
+class Action(StrEnum):
+    READ = "read"  # jobs, models, logs, queue, cluster of own tenant
+    SUBMIT = "submit"  # submit/cancel jobs, upload code in own tenant
+    ADMIN = "admin"  # tenants, quotas, tokens, every tenant
+
+
+_ALLOWED: dict[Role, frozenset[Action]] = {
+    Role.ADMIN: frozenset(Action),
+    Role.MEMBER: frozenset({Action.READ, Action.SUBMIT}),
+    Role.VIEWER: frozenset({Action.READ}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    tenant: str
+    role: Role
+    name: str
+
+    def may(self, action: Action) -> bool:
+        return action in _ALLOWED[self.role]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def sees_tenant(self, tenant: str) -> bool:
+        """Admins see every tenant; everyone else only their own."""
+        return self.is_admin or tenant == self.tenant

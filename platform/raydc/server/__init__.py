@@ -1,0 +1,1 @@
+"""The control plane: FastAPI routes over services over the store, plus reconcilers."""

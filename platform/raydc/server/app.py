@@ -1,0 +1,65 @@
+"""The FastAPI application: routers, one domain-error handler, and the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from raydc import __version__
+from raydc.server.control_plane import ControlPlane
+from raydc.server.errors import DomainError
+from raydc.server.metrics import render_metrics
+from raydc.server.routes import admin, cluster, code, jobs, models
+from raydc.settings import Settings
+from raydc.specs.status import IllegalTransition
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, run_reconciler: bool = True) -> FastAPI:
+    """Build the app; ``run_reconciler=False`` serves the API without touching Ray (tests)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cp = await run_in_threadpool(ControlPlane.create, settings)
+        app.state.control_plane = cp
+        if run_reconciler:
+            cp.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(cp.shutdown)
+
+    app = FastAPI(title="raydc", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, error: DomainError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=headers
+        )
+
+    @app.exception_handler(IllegalTransition)
+    async def illegal_transition(_: Request, error: IllegalTransition) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"])
+    def metrics(request: Request) -> Response:
+        return Response(
+            render_metrics(request.app.state.control_plane), media_type=CONTENT_TYPE_LATEST
+        )
+
+    for router in (admin.router, code.router, jobs.router, models.router, cluster.router):
+        app.include_router(router)
+    return app

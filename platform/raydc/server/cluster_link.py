@@ -1,0 +1,82 @@
+"""The control plane's connection to its Ray cluster, and the last-known cluster size.
+
+With no ``RAYDC_RAY_ADDRESS`` the link starts (and on exit stops) a local Ray head;
+with one it joins that cluster's dashboard. Connecting happens in the reconciler's
+thread, so the API answers while Ray is still starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from raydc.cluster.client import RayCluster, default_ray_token
+from raydc.cluster.local_head import LocalRayHead
+from raydc.cluster.state import NodeInfo
+from raydc.settings import Settings
+from raydc.specs.capacity import ClusterCapacity, capacity_of
+
+log = logging.getLogger(__name__)
+
+
+class ClusterLink:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._cluster: RayCluster | None = None
+        self._head: LocalRayHead | None = None
+        self.nodes: list[NodeInfo] = []
+        self.capacity: ClusterCapacity | None = None
+        self.nodes_updated_at: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def cluster(self) -> RayCluster | None:
+        return self._cluster
+
+    @property
+    def owns_local_head(self) -> bool:
+        return self._head is not None
+
+    def connect(self) -> RayCluster:
+        with self._lock:
+            if self._cluster is not None:
+                return self._cluster
+            if self.settings.ray_address:
+                token = self.settings.ray_auth_token or default_ray_token()
+                cluster = RayCluster(self.settings.ray_address, token)
+            else:
+                head = self._head or LocalRayHead(
+                    self.settings.home / "ray", self.settings.local_ray_num_cpus
+                )
+                info = head.start()
+                self._head = head
+                cluster = RayCluster(info.dashboard_url, head.token)
+            self._cluster = cluster
+            self.last_error = None
+            log.info("connected to Ray at %s", cluster.dashboard_url)
+            return cluster
+
+    def disconnect(self, reason: str) -> None:
+        """Forget the connection after a failure; the next connect() tries again."""
+        with self._lock:
+            self._cluster = None
+            self.last_error = reason
+
+    def refresh_nodes(self) -> None:
+        cluster = self._cluster
+        if cluster is None:
+            return
+        nodes = cluster.nodes()
+        self.nodes = nodes
+        self.capacity = capacity_of(nodes)
+        self.nodes_updated_at = time.time()
+
+    def close(self) -> None:
+        with self._lock:
+            self._cluster = None
+            if self._head is not None:
+                log.info("stopping the local Ray head")
+                self._head.stop()
+                self._head = None

@@ -1,0 +1,41 @@
+"""Typed FastAPI dependencies: the control plane and the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from raydc.security.rbac import Action, Principal
+from raydc.server.control_plane import ControlPlane
+from raydc.server.errors import Forbidden, Unauthorized
+
+
+def get_control_plane(request: Request) -> ControlPlane:
+    return request.app.state.control_plane
+
+
+ControlPlaneDep = Annotated[ControlPlane, Depends(get_control_plane)]
+
+
+def current_principal(request: Request, cp: ControlPlaneDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return cp.authenticator.authenticate(token.strip())
+
+
+def require(action: Action) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.may(action):
+            raise Forbidden(f"role '{principal.role.value}' may not {action.value}")
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require(Action.READ))]
+Submitter = Annotated[Principal, Depends(require(Action.SUBMIT))]
+Admin = Annotated[Principal, Depends(require(Action.ADMIN))]

@@ -1,0 +1,39 @@
+"""Tenants, quotas and tokens (admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from raydc.server.deps import Admin, ControlPlaneDep
+from raydc.server.schemas import TenantOut, TokenCreated
+from raydc.server.services import tenants, tokens
+from raydc.specs.tenants import Quota, TenantCreate, TokenCreate
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+@router.post("/tenants", status_code=201)
+def create_tenant(body: TenantCreate, cp: ControlPlaneDep, _: Admin) -> TenantOut:
+    with cp.tx() as session:
+        return TenantOut.of(tenants.create_tenant(session, body))
+
+
+@router.get("/tenants")
+def list_tenants(cp: ControlPlaneDep, _: Admin) -> list[TenantOut]:
+    with cp.tx() as session:
+        return [TenantOut.of(row) for row in tenants.list_tenants(session)]
+
+
+@router.put("/tenants/{tenant}/quota")
+def set_quota(tenant: str, body: Quota, cp: ControlPlaneDep, _: Admin) -> TenantOut:
+    with cp.tx() as session:
+        row = tenants.set_quota(session, tenant, body)
+    cp.reconciler.wake()
+    return TenantOut.of(row)
+
+
+@router.post("/tokens", status_code=201)
+def create_token(body: TokenCreate, cp: ControlPlaneDep, _: Admin) -> TokenCreated:
+    with cp.tx() as session:
+        row, token = tokens.create_token(session, body)
+        return TokenCreated(id=row.id, tenant=row.tenant, role=row.role, name=row.name, token=token)

@@ -1,0 +1,40 @@
+"""The cluster as the control plane sees it, and the queue in scheduling order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from raydc.server.deps import ControlPlaneDep, Reader
+from raydc.server.schemas import ClusterOut, NodeOut, QueueEntry
+from raydc.server.services.queue import pending_in_order, usage_and_pending
+from raydc.specs.demand import Demand
+
+router = APIRouter(prefix="/v1", tags=["cluster"])
+
+
+@router.get("/cluster")
+def get_cluster(cp: ControlPlaneDep, _: Reader) -> ClusterOut:
+    with cp.tx() as session:
+        in_use, pending = usage_and_pending(session)
+    link = cp.link
+    cluster = link.cluster
+    return ClusterOut(
+        connected=cluster is not None,
+        dashboard_url=cluster.dashboard_url if cluster else None,
+        nodes=[NodeOut.model_validate(node) for node in link.nodes],
+        capacity=(link.capacity.total if link.capacity else Demand()).as_dict(),
+        in_use=in_use.as_dict(),
+        pending_demand=pending.as_dict(),
+        last_error=link.last_error,
+    )
+
+
+@router.get("/queue")
+def get_queue(cp: ControlPlaneDep, principal: Reader) -> list[QueueEntry]:
+    waiting = cp.reconciler.last_waiting
+    with cp.tx() as session:
+        return [
+            QueueEntry(id=j.id, name=j.name, tenant=j.tenant, priority=j.priority,
+                       created_at=j.created_at, reason=waiting.get(j.id))
+            for j in pending_in_order(session, principal)
+        ]  # fmt: skip

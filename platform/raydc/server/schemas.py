@@ -1,0 +1,129 @@
+"""Wire schemas: what the API returns. None of them carries a secret or a hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from raydc.specs.tenants import Quota
+from raydc.store.models import JobEventRow, JobRow, ModelVersionRow, TenantRow
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TenantOut(Out):
+    name: str
+    quota: Quota
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: TenantRow) -> TenantOut:
+        quota = Quota(cpu=row.quota_cpu, gpu=row.quota_gpu, memory_gb=row.quota_memory_gb)
+        return cls(name=row.name, quota=quota, created_at=row.created_at)
+
+
+class TokenCreated(Out):
+    id: str
+    tenant: str
+    role: str
+    name: str
+    token: str  # shown once; only its hash is stored
+
+
+class CodeRef(Out):
+    ref: str
+
+
+class JobOut(Out):
+    id: str
+    name: str
+    kind: str
+    tenant: str
+    status: str
+    priority: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+    attempt: int
+    cancel_requested: bool
+    termination_reason: str | None
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: JobRow) -> JobOut:
+        return cls.model_validate(row)
+
+
+class JobPage(Out):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobEventOut(Out):
+    created_at: datetime
+    from_status: str | None
+    to_status: str
+    reason: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, row: JobEventRow) -> JobEventOut:
+        return cls.model_validate(row)
+
+
+class ModelOut(Out):
+    name: str
+    tenant: str
+    versions: int
+    latest_version: int
+    created_at: datetime
+
+
+class ModelVersionOut(Out):
+    version: int
+    uri: str
+    metrics: dict[str, Any]
+    job_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: ModelVersionRow) -> ModelVersionOut:
+        return cls.model_validate(row)
+
+
+class QueueEntry(Out):
+    id: str
+    name: str
+    tenant: str
+    priority: str
+    created_at: datetime
+    reason: str | None
+
+
+class NodeOut(Out):
+    node_id: str
+    ip: str
+    is_head: bool
+    alive: bool
+    cpu: float
+    gpu: float
+    memory_gb: float
+    custom: dict[str, float]
+
+
+class ClusterOut(Out):
+    connected: bool
+    dashboard_url: str | None
+    nodes: list[NodeOut]
+    capacity: dict[str, float]
+    in_use: dict[str, float]
+    pending_demand: dict[str, float]
+    last_error: str | None

@@ -1,0 +1,166 @@
+"""Submitting, reading and cancelling jobs. The reconciler, not this module, runs them."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from raydc.security.rbac import Principal
+from raydc.server.errors import Conflict, InvalidInput, NotFound
+from raydc.server.services.code import tenant_has_bundle
+from raydc.server.services.job_status import record_submitted, switch_job_status
+from raydc.server.services.tenants import get_tenant, quota_of
+from raydc.server.validation import invalid_input
+from raydc.specs.capacity import ClusterCapacity
+from raydc.specs.demand import Demand, job_demand, worker_demand
+from raydc.specs.jobs import TrainSpec, parse_job_spec
+from raydc.specs.status import JobStatus, TerminationReason
+from raydc.specs.tenants import Quota
+from raydc.store.models import JobEventRow, JobRow, utcnow
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class SubmitContext:
+    apps_dir: Path
+    capacity: ClusterCapacity | None  # None while the cluster's size is unknown
+
+
+def new_job_id(name: str) -> str:
+    return f"{name[:40].rstrip('-')}-{secrets.token_hex(4)}"
+
+
+def _check_code(session: Session, tenant: str, spec: TrainSpec, apps_dir: Path) -> None:
+    if spec.code.app is not None:
+        if not (apps_dir / spec.code.app / "__init__.py").is_file():
+            raise InvalidInput.field(("code", "app"), f"unknown app '{spec.code.app}'")
+    elif spec.code.ref is not None and not tenant_has_bundle(session, tenant, spec.code.ref):
+        raise InvalidInput.field(("code", "ref"), f"no uploaded code '{spec.code.ref}'")
+
+
+def _over_quota(quota: Quota, demand: Demand) -> str | None:
+    for dimension, limit, need in (
+        ("cpu", quota.cpu, demand.cpu),
+        ("gpu", quota.gpu, demand.gpu),
+        ("memory_gb", quota.memory_gb, demand.memory_gb),
+    ):
+        if limit is not None and need > limit + 1e-9:
+            return f"{dimension}={need:g} at its minimum size, over the quota limit of {limit:g}"
+    return None
+
+
+def _check_can_ever_run(
+    tenant: str, quota: Quota, spec: TrainSpec, capacity: ClusterCapacity | None
+) -> None:
+    """Refuse at submit a job that could never be admitted, saying which limit."""
+    minimum = job_demand(spec.resources, spec.resources.min_workers)
+    over = _over_quota(quota, minimum)
+    if over is not None:
+        raise InvalidInput.field(
+            ("resources",), f"the job can never run in tenant '{tenant}': it needs {over}"
+        )
+    if capacity is None:
+        return
+    worker = worker_demand(spec.resources)
+    if not capacity.worker_fits_a_node(worker):
+        raise InvalidInput.field(
+            ("resources",),
+            f"no node of the cluster can hold one worker (cpu={worker.cpu:g}, "
+            f"gpu={worker.gpu:g}, memory_gb={worker.memory_gb:g})",
+        )
+    if not minimum.fits_in(capacity.total):
+        total = capacity.total
+        raise InvalidInput.field(
+            ("resources",),
+            f"the job needs cpu={minimum.cpu:g} gpu={minimum.gpu:g} "
+            f"memory_gb={minimum.memory_gb:g} at its minimum size; the whole cluster has "
+            f"cpu={total.cpu:g} gpu={total.gpu:g} memory_gb={total.memory_gb:g}",
+        )
+
+
+def submit_job(session: Session, principal: Principal, data: Any, context: SubmitContext) -> JobRow:
+    try:
+        spec = parse_job_spec(data)
+    except ValidationError as error:
+        raise invalid_input(error) from error
+    tenant = get_tenant(session, principal.tenant)
+    _check_code(session, tenant.name, spec, context.apps_dir)
+    _check_can_ever_run(tenant.name, quota_of(tenant), spec, context.capacity)
+    demand = job_demand(spec.resources, spec.resources.min_workers)
+    now = utcnow()
+    job = JobRow(
+        id=new_job_id(spec.name), tenant=tenant.name, name=spec.name, kind=spec.kind,
+        status=JobStatus.PENDING.value, priority=spec.priority.value,
+        priority_rank=spec.priority.rank, spec=spec.model_dump(mode="json"),
+        demand_cpu=demand.cpu, demand_gpu=demand.gpu, demand_memory_gb=demand.memory_gb,
+        attempt=0, cancel_requested=False, created_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add(job)
+    session.flush()  # the event row references the job row
+    record_submitted(session, job)
+    return job
+
+
+def get_job(session: Session, principal: Principal, job_id: str) -> JobRow:
+    job = session.get(JobRow, job_id)
+    # Another tenant's job is indistinguishable from a missing one.
+    if job is None or not principal.sees_tenant(job.tenant):
+        raise NotFound(f"job '{job_id}' not found")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[JobRow], int]:
+    query = select(JobRow)
+    if not principal.is_admin:
+        query = query.where(JobRow.tenant == principal.tenant)
+    if status is not None:
+        query = query.where(JobRow.status == status.value)
+    if kind is not None:
+        query = query.where(JobRow.kind == kind)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        .limit(min(limit, MAX_PAGE))
+        .offset(offset)
+    )
+    return list(rows), total
+
+
+def cancel_job(session: Session, principal: Principal, job_id: str) -> JobRow:
+    job = get_job(session, principal, job_id)
+    status = JobStatus(job.status)
+    if status.is_terminal:
+        raise Conflict(f"job '{job_id}' already finished: {status.value}")
+    if status in (JobStatus.PENDING, JobStatus.PREEMPTED):
+        # Nothing runs on the cluster: cancel at once.
+        switch_job_status(
+            session, job, JobStatus.CANCELLED, reason=TerminationReason.CANCELLED_BY_USER
+        )
+    else:
+        # The reconciler stops the Ray job and records CANCELLED when Ray confirms.
+        job.cancel_requested = True
+    return job
+
+
+def job_events(session: Session, principal: Principal, job_id: str) -> list[JobEventRow]:
+    get_job(session, principal, job_id)
+    return list(
+        session.scalars(
+            select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id)
+        )
+    )

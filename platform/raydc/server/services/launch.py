@@ -1,0 +1,65 @@
+"""What Ray is asked to run for one attempt of a job: entrypoint and runtime env."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import raydc
+from raydc.cluster.jobs import submission_id
+from raydc.server.services.code import bundle_dir
+from raydc.settings import Settings
+from raydc.workloads import protocol
+
+# raydc travels with every job, so a cluster needs only Ray and torch installed and its
+# workloads always match the control plane's version.
+RAYDC_PACKAGE_DIR = Path(raydc.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    submission_id: str
+    entrypoint: str
+    runtime_env: dict[str, Any]
+    metadata: dict[str, str]
+    result_path: Path
+
+
+def result_path(settings: Settings, job_id: str, sid: str) -> Path:
+    return settings.jobs_dir / job_id / f"result-{sid}.json"
+
+
+def logs_path(settings: Settings, job_id: str, sid: str) -> Path:
+    return settings.jobs_dir / job_id / f"logs-{sid}.txt"
+
+
+def build_launch(
+    settings: Settings, job_id: str, tenant: str, attempt: int, spec: dict[str, Any]
+) -> LaunchRequest:
+    sid = submission_id(job_id, attempt)
+    code = spec["code"]
+    py_modules = [str(RAYDC_PACKAGE_DIR)]
+    runtime_env: dict[str, Any] = {"excludes": ["__pycache__", "*.pyc", ".git"]}
+    if code.get("app"):
+        py_modules.append(str(settings.apps_dir / code["app"]))
+    else:
+        runtime_env["working_dir"] = str(bundle_dir(settings.code_dir, code["ref"]))
+    result = result_path(settings, job_id, sid)
+    runtime_env["py_modules"] = py_modules
+    runtime_env["env_vars"] = {
+        **spec.get("env", {}),
+        protocol.ENV_JOB_ID: job_id,
+        protocol.ENV_JOB_SPEC: json.dumps(spec),
+        protocol.ENV_RESULT_PATH: str(result),
+        protocol.ENV_RUNS_DIR: str(settings.runs_dir),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return LaunchRequest(
+        submission_id=sid,
+        entrypoint=protocol.ENTRYPOINT,
+        runtime_env=runtime_env,
+        metadata={"raydc_job_id": job_id, "raydc_tenant": tenant, "raydc_attempt": str(attempt)},
+        result_path=result,
+    )

@@ -1,0 +1,51 @@
+"""Turn pydantic errors into 422 details whose ``loc`` names the user's field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from raydc.server.errors import InvalidInput
+
+# Union members that pydantic puts into a location; the user never wrote these.
+_UNION_TAGS = {"int", "str", "float", "WorkerRange", "train", "tune", "compress", "none"}
+
+
+def _user_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        part for part in loc
+        if isinstance(part, int) or (part not in _UNION_TAGS and "[" not in str(part))
+    )  # fmt: skip
+
+
+def validation_details(error: ValidationError) -> list[dict[str, Any]]:
+    details: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for item in error.errors(include_url=False, include_context=False, include_input=False):
+        loc = _user_loc(tuple(item["loc"]))
+        entry = {"loc": ["body", *loc], "msg": item["msg"], "type": item["type"]}
+        # For `int | {min,max}` pydantic reports both branches; keep the more specific one.
+        if loc in details and item["type"] in ("int_type", "int_parsing", "model_type"):
+            continue
+        details[loc] = entry
+    return list(details.values())
+
+
+def invalid_input(error: ValidationError) -> InvalidInput:
+    return InvalidInput(validation_details(error))
+
+
+def decode_body(body: bytes, content_type: str | None) -> Any:
+    """Decode a JSON or YAML request body (YAML is a superset, but JSON errors read better)."""
+    text = body.decode("utf-8", errors="replace")
+    if content_type and "json" in content_type:
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise InvalidInput.field((), f"body is not valid JSON: {error}") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InvalidInput.field((), f"body is not valid YAML: {error}") from error

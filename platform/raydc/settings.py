@@ -1,0 +1,79 @@
+"""All of raydc's settings, read from ``RAYDC_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# apps/ next to platform/ in a source checkout; overridable for installed wheels.
+_SOURCE_APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAYDC_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.raydc"), description="state directory")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file under home"
+    )
+    artifact_dir: Path | None = Field(
+        default=None,
+        description="checkpoints, code bundles, job results; must be shared storage "
+        "visible to every Ray node on a multi-node cluster",
+    )
+    apps_dir: Path = _SOURCE_APPS_DIR
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray dashboard address (http://host:8265); unset = start a local head",
+    )
+    ray_auth_token: str | None = Field(
+        default=None, description="Ray's own token for an external cluster with token auth"
+    )
+    local_ray_num_cpus: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = Field(
+        default=None, description="unset = generate one on first start into home/admin_token"
+    )
+    reconcile_interval_s: float = 1.0
+    admission_paused: bool = False
+    max_code_bytes: int = 64 * 1024 * 1024
+    max_code_unpacked_bytes: int = 512 * 1024 * 1024
+    max_spec_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+
+    @field_validator("home", "artifact_dir", "apps_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'raydc.db'}"
+
+    @cached_property
+    def resolved_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.home / "artifacts"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin_token"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.resolved_artifact_dir / "code"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.resolved_artifact_dir / "jobs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.resolved_artifact_dir / "runs"
+
+    def ensure_dirs(self) -> None:
+        for directory in (self.home, self.code_dir, self.jobs_dir, self.runs_dir):
+            directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Domain models shared by the server, the scheduler, the cluster adapter and workloads."""

@@ -1,0 +1,127 @@
+"""The job spec users submit (YAML or JSON): one shape per kind, discriminated by ``kind``."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, field_validator, model_validator
+
+from raydc.specs.base import StrictModel
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+ENTRYPOINT_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+CODE_REF_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Higher runs first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+
+class WorkerRange(StrictModel):
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> WorkerRange:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class Resources(StrictModel):
+    workers: int | WorkerRange = Field(default=1, description="a count, or {min, max} (elastic)")
+    cpus_per_worker: float = Field(default=1.0, ge=0)
+    gpus_per_worker: float = Field(default=0.0, ge=0)
+    memory_gb_per_worker: float = Field(default=0.0, ge=0)
+    custom: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | WorkerRange) -> int | WorkerRange:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("custom")
+    @classmethod
+    def _non_negative_custom(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if amount < 0:
+                raise ValueError(f"{name} must not be negative")
+        return value
+
+    @property
+    def min_workers(self) -> int:
+        return self.workers if isinstance(self.workers, int) else self.workers.min
+
+    @property
+    def max_workers(self) -> int:
+        return self.workers if isinstance(self.workers, int) else self.workers.max
+
+    @property
+    def is_elastic(self) -> bool:
+        return isinstance(self.workers, WorkerRange) and self.workers.min != self.workers.max
+
+
+class CodeSource(StrictModel):
+    """Exactly one of: a bundled app from apps/, or an uploaded bundle from POST /v1/code."""
+
+    app: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    ref: str | None = Field(default=None, pattern=CODE_REF_PATTERN)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CodeSource:
+        if (self.app is None) == (self.ref is None):
+            raise ValueError("give exactly one of 'app' or 'ref'")
+        return self
+
+
+class CheckpointSpec(StrictModel):
+    num_to_keep: int = Field(default=2, ge=1)
+
+
+class JobSpecBase(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits and '-'")
+    code: CodeSource
+    entrypoint: str = Field(description="module.path:function inside the code")
+    config: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    priority: Priority = Priority.NORMAL
+    max_retries: int = Field(default=2, ge=0, le=100)
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint_shape(cls, value: str) -> str:
+        if not ENTRYPOINT_PATTERN.match(value):
+            raise ValueError("must look like 'package.module:function'")
+        return value
+
+
+class TrainSpec(JobSpecBase):
+    kind: Literal["train"]
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+
+
+# `tune` and `compress` join this union as further members discriminated by `kind`.
+JobSpec = Annotated[TrainSpec, Field(discriminator="kind")]
+JOB_SPEC_ADAPTER: TypeAdapter[TrainSpec] = TypeAdapter(JobSpec)
+JOB_KINDS = ("train",)
+
+
+def parse_job_spec(data: Any) -> TrainSpec:
+    """Validate a decoded spec; raises pydantic.ValidationError naming each bad field."""
+    return JOB_SPEC_ADAPTER.validate_python(data)

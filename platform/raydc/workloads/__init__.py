@@ -1,0 +1,1 @@
+"""Code that runs inside the Ray cluster as a raydc job's entrypoint."""

@@ -1,0 +1,55 @@
+"""Entrypoint of every raydc job on the cluster: ``python -m raydc.workloads``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from raydc.specs.jobs import parse_job_spec
+from raydc.workloads.entrypoints import EntrypointError
+from raydc.workloads.protocol import (
+    ENV_JOB_ID,
+    ENV_JOB_SPEC,
+    ENV_RESULT_PATH,
+    ENV_RUNS_DIR,
+    write_result,
+)
+from raydc.workloads.train import run_train
+
+_MAX_ERROR_CHARS = 4000
+
+
+def _short_error(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS] + " ..."
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    job_id = os.environ[ENV_JOB_ID]
+    result_path = Path(os.environ[ENV_RESULT_PATH])
+    spec = parse_job_spec(json.loads(os.environ[ENV_JOB_SPEC]))
+    print(f"raydc: job {job_id} ({spec.kind} '{spec.name}') starting", flush=True)
+    try:
+        outcome = run_train(spec, job_id, Path(os.environ[ENV_RUNS_DIR]))
+    except EntrypointError as error:
+        print(f"raydc: {error}", file=sys.stderr, flush=True)
+        write_result(result_path, {"status": "failed", "error": str(error)})
+        return 1
+    except Exception as error:
+        traceback.print_exc()
+        write_result(result_path, {"status": "failed", "error": _short_error(error)})
+        return 1
+    write_result(result_path, {"status": "succeeded", **outcome})
+    print(
+        f"raydc: job {job_id} finished: {json.dumps(outcome['metrics'], default=str)}", flush=True
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

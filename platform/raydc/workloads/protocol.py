@@ -1,0 +1,37 @@
+"""What the control plane and a job's entrypoint tell each other.
+
+The control plane passes the job through environment variables of the Ray runtime env;
+the entrypoint writes its outcome to a result file in the artifact store, which the
+control plane reads when Ray reports the job finished. No database access from inside
+the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ENV_JOB_ID = "RAYDC_JOB_ID"
+ENV_JOB_SPEC = "RAYDC_JOB_SPEC"
+ENV_RESULT_PATH = "RAYDC_RESULT_PATH"
+ENV_RUNS_DIR = "RAYDC_RUNS_DIR"
+
+ENTRYPOINT = "python -m raydc.workloads"
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Atomically replace the result file, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, default=str))
+    os.replace(temporary, path)
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
