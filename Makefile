@@ -1,0 +1,48 @@
+# raydc: `make run` starts local Ray + the control plane; `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.raydc-installed
+
+.PHONY: setup run test lint typecheck unit integration e2e bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: 2.13.0 is the CPU build that lies on this disk;
+# a bare `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/raydc server
+
+lint: setup
+	$(BIN)/ruff check platform apps tests benchmarks
+	$(BIN)/ruff format --check platform apps tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: setup
+	$(BIN)/pytest -q tests/integration
+
+e2e: setup
+	$(BIN)/pytest -q tests/e2e
+
+test: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: setup
+	$(BIN)/python benchmarks/submit_throughput.py
+	$(BIN)/python benchmarks/submit_latency.py
+	$(BIN)/python benchmarks/control_plane_rss.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

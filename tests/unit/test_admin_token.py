@@ -1,0 +1,34 @@
+"""The admin token is generated once into a 0600 file, and never logged."""
+
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from raydc.server.app import create_app
+from raydc.settings import Settings
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_generated_admin_token_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'db'}")
+    caplog.set_level(logging.INFO)
+    with TestClient(create_app(settings, run_reconciler=False)) as api:
+        path = settings.admin_token_path
+        token = path.read_text().strip()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert (
+            api.get("/v1/tenants", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
+    assert str(path) in caplog.text
+    assert token not in caplog.text
+    # A restart keeps the same token.
+    with TestClient(create_app(settings, run_reconciler=False)) as api:
+        assert path.read_text().strip() == token
+        assert (
+            api.get("/v1/tenants", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
