@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from raydc.cluster.state import list_nodes
+
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +61,13 @@ def dashboard_ready(url: str, token: str, timeout_s: float = 2.0) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200
+
+
+def head_node_registered(url: str, token: str) -> bool:
+    try:
+        return any(node.alive for node in list_nodes(url, token, timeout_s=2.0))
+    except httpx.HTTPError:
+        return False
 
 
 def _process_alive(pid: int) -> bool:
@@ -121,7 +130,10 @@ class LocalRayHead:
             auth_token_path=str(self.token_path),
         )
         deadline = time.monotonic() + timeout_s
-        while not dashboard_ready(info.dashboard_url, token):
+        while not (
+            dashboard_ready(info.dashboard_url, token)
+            and head_node_registered(info.dashboard_url, token)
+        ):
             if process.poll() is not None:
                 raise RuntimeError(
                     f"ray start exited with {process.returncode}; see {self.log_path}"

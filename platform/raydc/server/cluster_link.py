@@ -70,7 +70,8 @@ class ClusterLink:
             return
         nodes = cluster.nodes()
         self.nodes = nodes
-        self.capacity = capacity_of(nodes)
+        # A head that just started lists no node yet: its size is unknown, not zero.
+        self.capacity = capacity_of(nodes) if any(n.alive for n in nodes) else None
         self.nodes_updated_at = time.time()
 
     def close(self) -> None:
