@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.reconciler import JobReconciler
+from raydc.server.services.jobs import SubmitContext
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
+from raydc.server.submissions import SubmissionBatcher
 from raydc.settings import Settings
 from raydc.store import migrate
 from raydc.store.db import make_engine, make_session_factory, transaction
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,6 +34,16 @@ class ControlPlane:
     authenticator: TokenAuthenticator
     link: ClusterLink
     reconciler: JobReconciler
+    # SQLite has one writer: a single thread takes the API's writes in turn, which beats
+    # many threads contending for its lock (and for the GIL while they hold it).
+    db_executor: ThreadPoolExecutor
+    submissions: SubmissionBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.submissions = SubmissionBatcher(self.sessions, self.run_db, self.submit_context)
+
+    def submit_context(self) -> SubmitContext:
+        return SubmitContext(apps_dir=self.settings.apps_dir, capacity=self.link.capacity)
 
     @classmethod
     def create(cls, settings: Settings) -> ControlPlane:
@@ -45,7 +61,15 @@ class ControlPlane:
             authenticator=TokenAuthenticator(sessions),
             link=link,
             reconciler=JobReconciler(settings, sessions, link),
+            db_executor=ThreadPoolExecutor(
+                max_workers=1 if engine.dialect.name == "sqlite" else 8,
+                thread_name_prefix="raydc-db",
+            ),
         )
+
+    async def run_db(self, work: Callable[[], T]) -> T:
+        """Run blocking database work on the database threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.db_executor, work)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -58,5 +82,6 @@ class ControlPlane:
 
     def shutdown(self) -> None:
         self.reconciler.stop()
+        self.db_executor.shutdown(wait=True)
         self.link.close()
         self.engine.dispose()

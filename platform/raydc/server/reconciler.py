@@ -34,6 +34,7 @@ from raydc.workloads.protocol import read_result
 
 log = logging.getLogger(__name__)
 NODE_REFRESH_S = 5.0
+MIN_PASS_GAP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class JobReconciler:
             except Exception:
                 log.exception("reconcile pass failed")
             self._wake.wait(self.settings.reconcile_interval_s)
+            # Wakes that arrive together (a burst of submits) share one pass.
+            self._stop.wait(MIN_PASS_GAP_S)
             self._wake.clear()
 
     def run_once(self) -> None:

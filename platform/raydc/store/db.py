@@ -15,12 +15,14 @@ def make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
+    if in_memory:
         # One shared connection keeps an in-memory database alive across sessions.
-        poolclass=StaticPool if in_memory else None,
-    )
+        pool: dict[str, Any] = {"poolclass": StaticPool}
+    else:
+        # SQLite has one writer at a time; handing threads a single connection in turn
+        # is far cheaper than letting them collide on its lock and back off in sleeps.
+        pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from raydc.server.bodies import read_limited
 from raydc.server.deps import ControlPlaneDep, Reader, Submitter
@@ -24,14 +23,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 async def submit_job(request: Request, cp: ControlPlaneDep, principal: Submitter) -> JobOut:
     raw = await read_limited(request, cp.settings.max_spec_bytes)
     data = decode_body(raw, request.headers.get("content-type"))
-    context = jobs.SubmitContext(apps_dir=cp.settings.apps_dir, capacity=cp.link.capacity)
-
-    def submit() -> JobOut:
-        with cp.tx() as session:
-            job = jobs.submit_job(session, principal, data, context)
-            return JobOut.of(job)
-
-    job = await run_in_threadpool(submit)
+    job = await cp.submissions.submit(jobs.parse_submission(principal, data))
     cp.reconciler.wake()
     return job
 

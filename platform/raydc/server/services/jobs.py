@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from raydc.security.rbac import Principal
-from raydc.server.errors import Conflict, InvalidInput, NotFound
+from raydc.server.errors import Conflict, DomainError, InvalidInput, NotFound
 from raydc.server.services.code import tenant_has_bundle
 from raydc.server.services.job_status import record_submitted, switch_job_status
 from raydc.server.services.tenants import get_tenant, quota_of
@@ -22,7 +22,7 @@ from raydc.specs.demand import Demand, job_demand, worker_demand
 from raydc.specs.jobs import TrainSpec, parse_job_spec
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.specs.tenants import Quota
-from raydc.store.models import JobEventRow, JobRow, utcnow
+from raydc.store.models import JobEventRow, JobRow, TenantRow, utcnow
 
 MAX_PAGE = 500
 
@@ -85,27 +85,68 @@ def _check_can_ever_run(
         )
 
 
-def submit_job(session: Session, principal: Principal, data: Any, context: SubmitContext) -> JobRow:
+@dataclass(frozen=True)
+class Submission:
+    """A validated spec on its way into the queue."""
+
+    principal: Principal
+    spec: TrainSpec
+
+
+def parse_submission(principal: Principal, data: Any) -> Submission:
+    """Validate a decoded spec; needs no database, so it runs before the write is queued."""
     try:
-        spec = parse_job_spec(data)
+        return Submission(principal, parse_job_spec(data))
     except ValidationError as error:
         raise invalid_input(error) from error
-    tenant = get_tenant(session, principal.tenant)
-    _check_code(session, tenant.name, spec, context.apps_dir)
-    _check_can_ever_run(tenant.name, quota_of(tenant), spec, context.capacity)
-    demand = job_demand(spec.resources, spec.resources.min_workers)
+
+
+def insert_submissions(
+    session: Session, submissions: list[Submission], context: SubmitContext
+) -> list[JobRow | DomainError]:
+    """Queue a batch of jobs in one transaction; each refused one gets its own error.
+
+    Batching is what lets SQLite take hundreds of submissions a second: one commit and
+    one multi-row insert per batch instead of per job.
+    """
+    outcomes: list[JobRow | DomainError] = []
+    tenants: dict[str, TenantRow] = {}
     now = utcnow()
-    job = JobRow(
-        id=new_job_id(spec.name), tenant=tenant.name, name=spec.name, kind=spec.kind,
-        status=JobStatus.PENDING.value, priority=spec.priority.value,
-        priority_rank=spec.priority.rank, spec=spec.model_dump(mode="json"),
-        demand_cpu=demand.cpu, demand_gpu=demand.gpu, demand_memory_gb=demand.memory_gb,
-        attempt=0, cancel_requested=False, created_at=now, updated_at=now,
-    )  # fmt: skip
-    session.add(job)
-    session.flush()  # the event row references the job row
-    record_submitted(session, job)
-    return job
+    for submission in submissions:
+        spec = submission.spec
+        try:
+            name = submission.principal.tenant
+            tenant = tenants[name] if name in tenants else get_tenant(session, name)
+            tenants[name] = tenant
+            _check_code(session, tenant.name, spec, context.apps_dir)
+            _check_can_ever_run(tenant.name, quota_of(tenant), spec, context.capacity)
+        except DomainError as error:
+            outcomes.append(error)
+            continue
+        demand = job_demand(spec.resources, spec.resources.min_workers)
+        outcomes.append(
+            JobRow(
+                id=new_job_id(spec.name), tenant=tenant.name, name=spec.name, kind=spec.kind,
+                status=JobStatus.PENDING.value, priority=spec.priority.value,
+                priority_rank=spec.priority.rank, spec=spec.model_dump(mode="json"),
+                demand_cpu=demand.cpu, demand_gpu=demand.gpu, demand_memory_gb=demand.memory_gb,
+                attempt=0, cancel_requested=False, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    jobs = [outcome for outcome in outcomes if isinstance(outcome, JobRow)]
+    session.add_all(jobs)
+    session.flush()  # event rows reference the job rows
+    for job in jobs:
+        record_submitted(session, job)
+    return outcomes
+
+
+def submit_job(session: Session, principal: Principal, data: Any, context: SubmitContext) -> JobRow:
+    """Submit one job (the batched path does the same for many)."""
+    [outcome] = insert_submissions(session, [parse_submission(principal, data)], context)
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
 
 
 def get_job(session: Session, principal: Principal, job_id: str) -> JobRow:

@@ -73,13 +73,18 @@ class TokenAuthenticator:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal if the token was seen within the TTL (no database access)."""
+        with self._lock:
+            hit = self._cache.get(hash_token(token))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def authenticate(self, token: str) -> Principal:
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         digest = hash_token(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         with self._session_factory() as session:
             row = session.scalar(
                 select(ApiTokenRow).where(
