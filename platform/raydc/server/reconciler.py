@@ -23,7 +23,7 @@ from raydc.server.cluster_link import ClusterLink
 from raydc.server.services.job_status import switch_job_status
 from raydc.server.services.launch import build_launch, logs_path, result_path
 from raydc.server.services.models import register_version
-from raydc.server.services.queue import job_demand_of, pending_job
+from raydc.server.services.queue import pending_jobs, usage_by_tenant
 from raydc.server.services.tenants import quota_of
 from raydc.settings import Settings
 from raydc.specs.demand import Demand
@@ -35,6 +35,7 @@ from raydc.workloads.protocol import read_result
 log = logging.getLogger(__name__)
 NODE_REFRESH_S = 5.0
 MIN_PASS_GAP_S = 0.1
+STARTING_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class JobReconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_waiting: dict[str, str] = {}
+        self._starting = False
 
     # -- loop -------------------------------------------------------------------------
     def start(self) -> None:
@@ -85,13 +87,16 @@ class JobReconciler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 self.run_once()
             except Exception:
                 log.exception("reconcile pass failed")
-            self._wake.wait(self.settings.reconcile_interval_s)
+            # A job between admission and RUNNING is what a user watches: look often.
+            interval = STARTING_POLL_S if self._starting else self.settings.reconcile_interval_s
+            self._wake.wait(max(0.0, interval - (time.monotonic() - started)))
             # Wakes that arrive together (a burst of submits) share one pass.
-            self._stop.wait(MIN_PASS_GAP_S)
+            self._stop.wait(max(0.0, MIN_PASS_GAP_S - (time.monotonic() - started)))
             self._wake.clear()
 
     def run_once(self) -> None:
@@ -121,31 +126,27 @@ class JobReconciler:
     def admit(self) -> list[str]:
         capacity = self.link.capacity
         with transaction(self.sessions) as session:
-            pending = list(session.scalars(
-                select(JobRow).where(JobRow.status == JobStatus.PENDING.value)
-            ))  # fmt: skip
+            pending = [queued.job for queued in pending_jobs(session)]
             if not pending:
                 self.last_waiting = {}
                 return []
-            active = session.scalars(
-                select(JobRow).where(JobRow.status.in_([s.value for s in ACTIVE_STATUSES]))
-            )
-            usage: dict[str, Demand] = {}
-            in_use = Demand()
-            for job in active:
-                usage[job.tenant] = usage.get(job.tenant, Demand()) + job_demand_of(job)
-                in_use = in_use + job_demand_of(job)
+            usage = usage_by_tenant(session)
+            in_use = sum(usage.values(), Demand())
             quotas = {row.name: quota_of(row) for row in session.scalars(select(TenantRow))}
-            snapshot = AdmissionSnapshot(
-                pending=[pending_job(j) for j in pending],
-                tenant_usage=usage,
-                tenant_quota=quotas,
-                free_capacity=capacity.total - in_use if capacity is not None else None,
+            decision = admit_pending_jobs(
+                AdmissionSnapshot(
+                    pending=pending,
+                    tenant_usage=usage,
+                    tenant_quota=quotas,
+                    free_capacity=capacity.total - in_use if capacity is not None else None,
+                )
             )
-            decision = admit_pending_jobs(snapshot)
-            by_id = {job.id: job for job in pending}
-            for job_id in decision.admitted:
-                job = by_id[job_id]
+            admitted = session.scalars(
+                select(JobRow)
+                .where(JobRow.id.in_(decision.admitted), JobRow.status == JobStatus.PENDING.value)
+                .with_for_update()
+            )
+            for job in admitted:
                 switch_job_status(session, job, JobStatus.STARTING, reason="admitted")
                 job.attempt += 1
                 job.submitted_at = None
@@ -212,6 +213,7 @@ class JobReconciler:
             return
         with self.sessions() as session:
             active = [j for j in self._read_active(session) if j.submitted]
+        self._starting = any(job.status is JobStatus.STARTING for job in active)
         for job in active:
             try:
                 state = cluster.jobs.state(job.sid)

@@ -34,7 +34,7 @@ def get_queue(cp: ControlPlaneDep, principal: Reader) -> list[QueueEntry]:
     waiting = cp.reconciler.last_waiting
     with cp.tx() as session:
         return [
-            QueueEntry(id=j.id, name=j.name, tenant=j.tenant, priority=j.priority,
-                       created_at=j.created_at, reason=waiting.get(j.id))
-            for j in pending_in_order(session, principal)
+            QueueEntry(id=q.job.id, name=q.name, tenant=q.job.tenant, priority=q.priority,
+                       created_at=q.job.created_at, reason=waiting.get(q.job.id))
+            for q in pending_in_order(session, principal)
         ]  # fmt: skip

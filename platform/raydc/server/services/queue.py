@@ -1,8 +1,14 @@
-"""The queue and the cluster's usage as raydc accounts it (admitted jobs' demand)."""
+"""The queue and the cluster's usage as raydc accounts it (admitted jobs' demand).
+
+These read only the few columns scheduling needs, never whole rows with their specs:
+the admission pass runs every second over every pending job.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from raydc.scheduler.admission import PendingJob, queue_order
@@ -11,30 +17,58 @@ from raydc.specs.demand import Demand
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus
 from raydc.store.models import JobRow
 
-
-def job_demand_of(job: JobRow) -> Demand:
-    return Demand(job.demand_cpu, job.demand_gpu, job.demand_memory_gb)
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
-def pending_job(job: JobRow) -> PendingJob:
-    return PendingJob(job.id, job.tenant, job.priority_rank, job.created_at, job_demand_of(job))
+@dataclass(frozen=True)
+class QueuedJob:
+    job: PendingJob
+    name: str
+    priority: str
+
+
+def pending_jobs(session: Session, tenant: str | None = None) -> list[QueuedJob]:
+    query = select(
+        JobRow.id, JobRow.tenant, JobRow.priority_rank, JobRow.created_at, JobRow.demand_cpu,
+        JobRow.demand_gpu, JobRow.demand_memory_gb, JobRow.name, JobRow.priority,
+    ).where(JobRow.status == JobStatus.PENDING.value)  # fmt: skip
+    if tenant is not None:
+        query = query.where(JobRow.tenant == tenant)
+    return [
+        QueuedJob(PendingJob(r[0], r[1], r[2], r[3], Demand(r[4], r[5], r[6])), r[7], r[8])
+        for r in session.execute(query)
+    ]
+
+
+def usage_by_tenant(session: Session) -> dict[str, Demand]:
+    """Demand of each tenant's admitted (STARTING/RUNNING) jobs."""
+    query = (
+        select(JobRow.tenant, func.sum(JobRow.demand_cpu), func.sum(JobRow.demand_gpu),
+               func.sum(JobRow.demand_memory_gb))
+        .where(JobRow.status.in_(_ACTIVE))
+        .group_by(JobRow.tenant)
+    )  # fmt: skip
+    return {tenant: Demand(cpu, gpu, mem) for tenant, cpu, gpu, mem in session.execute(query)}
 
 
 def usage_and_pending(session: Session) -> tuple[Demand, Demand]:
-    """Demand of admitted (STARTING/RUNNING) jobs, and of PENDING jobs."""
-    statuses = [s.value for s in (*ACTIVE_STATUSES, JobStatus.PENDING)]
+    """Total demand of admitted jobs, and of PENDING jobs."""
+    query = (
+        select(JobRow.status, func.sum(JobRow.demand_cpu), func.sum(JobRow.demand_gpu),
+               func.sum(JobRow.demand_memory_gb))
+        .where(JobRow.status.in_([*_ACTIVE, JobStatus.PENDING.value]))
+        .group_by(JobRow.status)
+    )  # fmt: skip
     in_use, pending = Demand(), Demand()
-    for job in session.scalars(select(JobRow).where(JobRow.status.in_(statuses))):
-        if job.status == JobStatus.PENDING.value:
-            pending = pending + job_demand_of(job)
+    for status, cpu, gpu, mem in session.execute(query):
+        if status == JobStatus.PENDING.value:
+            pending = pending + Demand(cpu, gpu, mem)
         else:
-            in_use = in_use + job_demand_of(job)
+            in_use = in_use + Demand(cpu, gpu, mem)
     return in_use, pending
 
 
-def pending_in_order(session: Session, principal: Principal) -> list[JobRow]:
-    query = select(JobRow).where(JobRow.status == JobStatus.PENDING.value)
-    if not principal.is_admin:
-        query = query.where(JobRow.tenant == principal.tenant)
-    rows = {job.id: job for job in session.scalars(query)}
-    return [rows[p.id] for p in queue_order([pending_job(j) for j in rows.values()])]
+def pending_in_order(session: Session, principal: Principal) -> list[QueuedJob]:
+    queued = pending_jobs(session, None if principal.is_admin else principal.tenant)
+    by_id = {q.job.id: q for q in queued}
+    return [by_id[job.id] for job in queue_order([q.job for q in queued])]
