@@ -32,3 +32,14 @@ def test_generated_admin_token_file(tmp_path: Path, caplog: pytest.LogCaptureFix
         assert (
             api.get("/v1/tenants", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         )
+
+
+def test_a_rotated_admin_token_revokes_the_old_one(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'db'}"
+    old = Settings(home=tmp_path / "h", database_url=database, admin_token="rdc_old-admin")
+    with TestClient(create_app(old, run_reconciler=False)) as api:
+        assert api.get("/v1/tenants", headers=bearer("rdc_old-admin")).status_code == 200
+    new = Settings(home=tmp_path / "h", database_url=database, admin_token="rdc_new-admin")
+    with TestClient(create_app(new, run_reconciler=False)) as api:
+        assert api.get("/v1/tenants", headers=bearer("rdc_new-admin")).status_code == 200
+        assert api.get("/v1/tenants", headers=bearer("rdc_old-admin")).status_code == 401

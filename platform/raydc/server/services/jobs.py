@@ -34,7 +34,7 @@ class SubmitContext:
 
 
 def new_job_id(name: str) -> str:
-    return f"{name[:40].rstrip('-')}-{secrets.token_hex(4)}"
+    return f"{name[:40].rstrip('-')}-{secrets.token_hex(6)}"
 
 
 def _check_code(session: Session, tenant: str, spec: TrainSpec, apps_dir: Path) -> None:

@@ -17,9 +17,10 @@ from raydc.security.tokens import generate_token, hash_token
 from raydc.server.errors import Unauthorized
 from raydc.server.services.tenants import DEFAULT_TENANT, ensure_tenant, get_tenant
 from raydc.specs.tenants import Role, TokenCreate
-from raydc.store.models import ApiTokenRow
+from raydc.store.models import ApiTokenRow, utcnow
 
 log = logging.getLogger(__name__)
+BOOTSTRAP_TOKEN_NAME = "bootstrap-admin"
 
 
 def create_token(session: Session, request: TokenCreate) -> tuple[ApiTokenRow, str]:
@@ -52,11 +53,20 @@ def bootstrap_admin_token(session: Session, configured: str | None, token_path: 
                 handle.write(token + "\n")
         log.info("admin token: %s", token_path)
     digest = hash_token(token)
+    # A rotated admin token replaces the old one instead of adding a second key.
+    for stale in session.scalars(
+        select(ApiTokenRow).where(
+            ApiTokenRow.name == BOOTSTRAP_TOKEN_NAME,
+            ApiTokenRow.token_hash != digest,
+            ApiTokenRow.revoked_at.is_(None),
+        )
+    ):
+        stale.revoked_at = utcnow()
     if session.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == digest)) is None:
         session.add(
             ApiTokenRow(
                 id=str(uuid.uuid4()), tenant=DEFAULT_TENANT, role=Role.ADMIN.value,
-                name="bootstrap-admin", token_hash=digest,
+                name=BOOTSTRAP_TOKEN_NAME, token_hash=digest,
             )
         )  # fmt: skip
 
