@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import httpx
-from _harness import ADMIN_TOKEN, ServerProcess, load, post_request
 
+from _harness import ADMIN_TOKEN, ServerProcess, load, post_request
 from raydc.client import zip_directory
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toyjob"

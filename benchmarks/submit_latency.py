@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 
 import httpx
-from _harness import ADMIN_TOKEN, ServerProcess
 
+from _harness import ADMIN_TOKEN, ServerProcess
 from raydc.client import zip_directory
 from raydc.cluster.client import RayCluster
 from raydc.cluster.local_head import LocalRayHead
@@ -91,7 +91,7 @@ def main() -> None:
             wait_idle(http)
             raw, ours = [], []
             for trial in range(args.trials):
-                order = (("raw", "raydc") if trial % 2 == 0 else ("raydc", "raw"))
+                order = ("raw", "raydc") if trial % 2 == 0 else ("raydc", "raw")
                 for which in order:
                     if which == "raw":
                         raw.append(raw_trial(cluster, settings, spec))

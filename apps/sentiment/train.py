@@ -29,9 +29,10 @@ from typing import Any, TypeVar
 
 import torch
 from ray.train.torch import prepare_model
-from raydc.workloads.context import load_checkpoint_dir, load_state, report, world_rank, world_size
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from raydc.workloads.context import load_checkpoint_dir, load_state, report, world_rank, world_size
 
 from .data import LABELS
 from .engine import (

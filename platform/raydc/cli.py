@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,10 +55,13 @@ def server(
     port: Annotated[int | None, typer.Option(help="port")] = None,
 ) -> None:
     """Run the control plane (starts a local Ray head unless RAYDC_RAY_ADDRESS is set)."""
-    # Imported here so the client commands never load the server and Ray.
-    from raydc.server.main import serve
-
-    serve(host, port)
+    # The server is its own program: the CLI stays an HTTP client and never loads it.
+    command = [sys.executable, "-m", "raydc.server"]
+    if host is not None:
+        command += ["--host", host]
+    if port is not None:
+        command += ["--port", str(port)]
+    os.execv(sys.executable, command)
 
 
 @app.command()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from raydc.cluster.local_head import LocalRayHead
 
+from raydc.cluster.local_head import LocalRayHead
 from tests.conftest import FIXTURES, free_port
 
 pytestmark = pytest.mark.e2e

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from raydc.cluster.client import RayCluster
 from raydc.cluster.local_head import LocalRayHead
 from raydc.server.app import create_app
 from raydc.settings import Settings
-
 from tests.conftest import free_port
 
 ADMIN_TOKEN = "rdc_integration-admin-token"

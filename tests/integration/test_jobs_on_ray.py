@@ -6,7 +6,6 @@ from pathlib import Path
 
 from raydc.client import zip_directory
 from raydc.cluster.client import RayCluster
-
 from tests.conftest import FIXTURES, REPO
 from tests.integration.conftest import Api
 

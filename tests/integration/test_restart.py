@@ -6,7 +6,6 @@ from raydc.client import zip_directory
 from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import submission_id
 from raydc.settings import Settings
-
 from tests.conftest import FIXTURES
 from tests.integration.conftest import ServerThread, client_for
 

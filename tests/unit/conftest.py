@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from raydc.server.app import create_app
 from raydc.server.control_plane import ControlPlane
 from raydc.settings import Settings
-
 from tests.unit.factories import ADMIN_TOKEN
 
 

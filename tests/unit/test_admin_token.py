@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from raydc.server.app import create_app
 from raydc.settings import Settings
 

@@ -63,3 +63,17 @@ def test_nothing_is_admitted_while_the_cluster_size_is_unknown() -> None:
     decision = admit_pending_jobs(snapshot([job("x")], free_cpu=None))
     assert decision.admitted == []
     assert "cluster" in decision.waiting["x"]
+
+
+def test_a_job_larger_than_the_whole_cluster_does_not_block_the_queue() -> None:
+    snap = snapshot([job("huge", second=1, cpu=64), job("small", second=2)], free_cpu=4)
+    snap = AdmissionSnapshot(snap.pending, {}, {}, Demand(cpu=4), total_capacity=Demand(cpu=8))
+    decision = admit_pending_jobs(snap)
+    assert decision.admitted == ["small"]
+    assert decision.waiting["huge"].startswith("larger than the whole cluster")
+    assert decision.blocked_by == {}
+
+
+def test_jobs_behind_a_blocked_job_know_which_one() -> None:
+    decision = admit_pending_jobs(snapshot([job("big", cpu=8), job("next", second=1)], 4))
+    assert decision.blocked_by["next"].id == "big"

@@ -1,10 +1,10 @@
 """Bearer tokens, roles and tenant isolation, through the real app."""
 
 from fastapi.testclient import TestClient
-from raydc.server.control_plane import ControlPlane
-from raydc.store.models import ApiTokenRow
 from sqlalchemy import select
 
+from raydc.server.control_plane import ControlPlane
+from raydc.store.models import ApiTokenRow
 from tests.unit.factories import ADMIN, auth, make_tenant, make_token, train_spec
 
 

@@ -5,8 +5,8 @@ import io
 import zipfile
 
 from fastapi.testclient import TestClient
-from raydc.server.control_plane import ControlPlane
 
+from raydc.server.control_plane import ControlPlane
 from tests.unit.factories import ADMIN, make_tenant, make_token, train_spec
 
 ZIP = {"content-type": "application/zip"}

@@ -1,12 +1,12 @@
 """Submitting, listing and cancelling jobs through the API, without Ray."""
 
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
 from raydc.server.control_plane import ControlPlane
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.demand import Demand
 from raydc.store.models import JobEventRow, JobRow
-from sqlalchemy import func, select
-
 from tests.unit.factories import ADMIN, make_tenant, make_token, train_spec
 
 YAML_SPEC = """

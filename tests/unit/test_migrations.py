@@ -4,10 +4,11 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
 from raydc.store import migrate
 from raydc.store.db import make_engine
 from raydc.store.models import Base
-from sqlalchemy import inspect
 
 
 def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:

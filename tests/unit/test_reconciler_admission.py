@@ -1,12 +1,12 @@
 """The reconciler's admission pass against a real database (no Ray calls are made)."""
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+
 from raydc.server.control_plane import ControlPlane
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.demand import Demand
 from raydc.store.models import JobRow
-from sqlalchemy import select
-
 from tests.unit.factories import ADMIN, make_tenant, make_token, train_spec
 
 
@@ -54,18 +54,39 @@ def test_a_tenant_at_its_quota_waits_while_others_run(
     o1 = api.post("/v1/jobs", json=one_cpu_job(), headers=other).json()["id"]
     assert control_plane.reconciler.admit() == [c1, o1]
     assert statuses(control_plane)[c2] == ("PENDING", 0)
-    assert control_plane.reconciler.last_waiting[c2] == "tenant quota: cpu would be 2 of 1"
+    assert control_plane.reconciler.last_decision.waiting[c2] == "tenant quota: cpu would be 2 of 1"
     # A second pass does not admit it either: the first job still holds the quota.
     assert control_plane.reconciler.admit() == []
 
 
-def test_a_cancel_requested_before_submission_ends_without_ray(
+def test_the_queue_does_not_name_another_tenants_job(
     api: TestClient, control_plane: ControlPlane
 ) -> None:
     set_cluster(control_plane, cpu=2)
-    job_id = api.post("/v1/jobs", json=one_cpu_job(), headers=ADMIN).json()["id"]
+    make_tenant(api, "big")
+    make_tenant(api, "small")
+    big, small = make_token(api, "big"), make_token(api, "small")
+    wide = train_spec(resources={"workers": 2, "cpus_per_worker": 1})
+    api.post("/v1/jobs", json=one_cpu_job(), headers=small)  # runs, leaving 1 cpu
+    blocker = api.post("/v1/jobs", json=wide, headers=big).json()["id"]
+    waiting = api.post("/v1/jobs", json=one_cpu_job(), headers=small).json()["id"]
     control_plane.reconciler.admit()
-    assert api.post(f"/v1/jobs/{job_id}/cancel", headers=ADMIN).status_code == 202
-    assert api.get(f"/v1/jobs/{job_id}", headers=ADMIN).json()["cancel_requested"] is True
-    control_plane.reconciler.cancel_unsubmitted()
-    assert statuses(control_plane)[job_id] == ("CANCELLED", 1)
+    [entry] = api.get("/v1/queue", headers=small).json()
+    assert entry["id"] == waiting
+    assert entry["reason"] == "behind a job of another tenant, which waits for capacity"
+    admin_view = {e["id"]: e["reason"] for e in api.get("/v1/queue", headers=ADMIN).json()}
+    assert admin_view[waiting] == f"behind job {blocker}, which waits for capacity"
+
+
+def test_a_job_larger_than_the_cluster_blocks_nobody(
+    api: TestClient, control_plane: ControlPlane
+) -> None:
+    # Accepted while the cluster was larger; the cluster has shrunk since.
+    set_cluster(control_plane, cpu=8)
+    huge = train_spec(resources={"workers": 8, "cpus_per_worker": 1}, priority="high")
+    huge_id = api.post("/v1/jobs", json=huge, headers=ADMIN).json()["id"]
+    set_cluster(control_plane, cpu=2)
+    small_id = api.post("/v1/jobs", json=one_cpu_job(), headers=ADMIN).json()["id"]
+    assert control_plane.reconciler.admit() == [small_id]
+    reason = control_plane.reconciler.last_decision.waiting[huge_id]
+    assert reason.startswith("larger than the whole cluster")

@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
+
 from raydc.server.validation import validation_details
 from raydc.specs.jobs import Priority, parse_job_spec
-
 from tests.unit.factories import train_spec
 
 

@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+
 from raydc.specs.status import (
     LEGAL_TRANSITIONS,
     TERMINAL_STATUSES,

@@ -36,11 +36,21 @@ def submission_id(job_id: str, attempt: int) -> str:
     return job_id if attempt <= 1 else f"{job_id}-a{attempt}"
 
 
+class _TimedJobSubmissionClient(JobSubmissionClient):
+    """Ray's client sends its requests with no timeout: a hung dashboard would hang us."""
+
+    timeout_s = 30.0
+
+    def _do_request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout_s)
+        return super()._do_request(*args, **kwargs)
+
+
 class RayJobs:
     def __init__(self, dashboard_url: str, auth_token: str | None) -> None:
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
         self.dashboard_url = dashboard_url
-        self._client = JobSubmissionClient(dashboard_url, headers=headers)
+        self._client = _TimedJobSubmissionClient(dashboard_url, headers=headers)
 
     def submit(
         self,
@@ -59,6 +69,9 @@ class RayJobs:
                 metadata=metadata,
                 entrypoint_resources=entrypoint_resources or None,
             )
+        except (ValueError, TypeError) as error:
+            # Raised while packaging the runtime env (missing dir, too large): final.
+            raise RaySubmissionRejected(f"{type(error).__name__}: {error}") from error
         except RuntimeError as error:
             text = str(error)
             if "already exists" in text:

@@ -96,13 +96,21 @@ class LocalRayHead:
     def token(self) -> str:
         return read_or_create_token(self.token_path)
 
+    def running(self) -> bool:
+        info = self.info or self._read_info()
+        return info is not None and _process_alive(info.pid)
+
     def start(self, timeout_s: float = 120.0) -> HeadInfo:
-        adopted = self._adopt()
-        if adopted is not None:
-            log.info("re-attached to the local Ray head left running (pid %s)", adopted.pid)
-            self.info = adopted
-            return adopted
-        token = self.token
+        left = self._read_info()
+        if left is not None and _process_alive(left.pid):
+            # Never run a second head beside a live one: its jobs would run twice.
+            if self._wait_ready(left, timeout_s):
+                log.info("re-attached to the local Ray head left running (pid %s)", left.pid)
+                self.info = left
+                return left
+            log.warning("the local Ray head left running does not answer; replacing it")
+            self._kill_group(left.pid)
+        read_or_create_token(self.token_path)  # Ray reads it at start
         gcs_port, dashboard_port = free_port(), free_port()
         command = [
             str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
@@ -129,22 +137,12 @@ class LocalRayHead:
             gcs_address=f"127.0.0.1:{gcs_port}",
             auth_token_path=str(self.token_path),
         )
-        deadline = time.monotonic() + timeout_s
-        while not (
-            dashboard_ready(info.dashboard_url, token)
-            and head_node_registered(info.dashboard_url, token)
-        ):
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"ray start exited with {process.returncode}; see {self.log_path}"
-                )
-            if time.monotonic() > deadline:
-                self._kill_group(process.pid)
-                raise RuntimeError(
-                    f"local Ray head not ready after {timeout_s}s; see {self.log_path}"
-                )
-            time.sleep(0.5)
+        # Recorded before it is ready, so a crash now cannot leave an unknown head behind.
         self.info_path.write_text(json.dumps(asdict(info)))
+        if not self._wait_ready(info, timeout_s, process):
+            self._kill_group(process.pid)
+            self.info_path.unlink(missing_ok=True)
+            raise RuntimeError(f"local Ray head not ready after {timeout_s}s; see {self.log_path}")
         self.info = info
         log.info("started a local Ray head, dashboard %s", info.dashboard_url)
         return info
@@ -163,11 +161,23 @@ class LocalRayHead:
         except (OSError, ValueError, TypeError):
             return None
 
-    def _adopt(self) -> HeadInfo | None:
-        info = self._read_info()
-        if info is None or not _process_alive(info.pid):
-            return None
-        return info if dashboard_ready(info.dashboard_url, self.token) else None
+    def _wait_ready(
+        self, info: HeadInfo, timeout_s: float, process: subprocess.Popen[bytes] | None = None
+    ) -> bool:
+        token = self.token
+        deadline = time.monotonic() + timeout_s
+        while not (
+            dashboard_ready(info.dashboard_url, token)
+            and head_node_registered(info.dashboard_url, token)
+        ):
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"ray start exited with {process.returncode}; see {self.log_path}"
+                )
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
 
     @staticmethod
     def _kill_group(pid: int, grace_s: float = 10.0) -> None:

@@ -2,8 +2,10 @@
 
 Priority first, then submission order. A job over its tenant's quota waits without
 blocking other tenants; a job the cluster cannot hold right now blocks every job after
-it, so a large job is not starved by a stream of small ones. (The full scheduler adds
-backfill, fair share, borrowing and preemption behind this same function.)
+it, so a large job is not starved by a stream of small ones — unless it is larger than
+the whole cluster, when it waits for the cluster to grow without blocking anyone. (The
+full scheduler adds backfill, fair share, borrowing and preemption behind this same
+function.)
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ class AdmissionSnapshot:
     tenant_quota: dict[str, Quota]
     # What the cluster can still hold; None while the cluster's size is unknown.
     free_capacity: Demand | None
+    # All the cluster can ever hold (its current size); None while unknown.
+    total_capacity: Demand | None = None
 
 
 @dataclass
 class AdmissionDecision:
     admitted: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # job id -> why it waits
+    blocked_by: dict[str, PendingJob] = field(default_factory=dict)  # job id -> the job ahead
 
 
 def queue_order(jobs: list[PendingJob]) -> list[PendingJob]:
@@ -66,10 +71,20 @@ def admit_pending_jobs(snapshot: AdmissionSnapshot) -> AdmissionDecision:
         return decision
     free = snapshot.free_capacity
     usage = dict(snapshot.tenant_usage)
-    blocked_by: str | None = None
+    blocker: PendingJob | None = None
+    total = snapshot.total_capacity
     for job in queue_order(snapshot.pending):
-        if blocked_by is not None:
-            decision.waiting[job.id] = f"behind job {blocked_by}, which waits for capacity"
+        if total is not None and not job.demand.fits_in(total):
+            # It cannot start until the cluster grows; it must not hold up the rest.
+            decision.waiting[job.id] = (
+                f"larger than the whole cluster: needs cpu={job.demand.cpu:g} "
+                f"gpu={job.demand.gpu:g} memory_gb={job.demand.memory_gb:g}, the cluster has "
+                f"cpu={total.cpu:g} gpu={total.gpu:g} memory_gb={total.memory_gb:g}"
+            )
+            continue
+        if blocker is not None:
+            decision.waiting[job.id] = f"behind job {blocker.id}, which waits for capacity"
+            decision.blocked_by[job.id] = blocker
             continue
         used = usage.get(job.tenant, Demand())
         shortfall = quota_shortfall(snapshot.tenant_quota.get(job.tenant), used, job.demand)
@@ -82,7 +97,7 @@ def admit_pending_jobs(snapshot: AdmissionSnapshot) -> AdmissionDecision:
                 f"memory_gb={job.demand.memory_gb:g}, free cpu={free.cpu:g} gpu={free.gpu:g} "
                 f"memory_gb={free.memory_gb:g}"
             )
-            blocked_by = job.id
+            blocker = job
             continue
         decision.admitted.append(job.id)
         free = free - job.demand

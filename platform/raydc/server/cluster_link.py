@@ -65,10 +65,19 @@ class ClusterLink:
             self.last_error = reason
 
     def refresh_nodes(self) -> None:
+        """Re-read the nodes; on failure keep the last view (a slow dashboard is not a
+        lost cluster), unless the local head this link owns has died."""
         cluster = self._cluster
         if cluster is None:
             return
-        nodes = cluster.nodes()
+        try:
+            nodes = cluster.nodes()
+        except Exception as error:
+            log.warning("cannot list Ray nodes: %s", error)
+            self.last_error = f"cannot list Ray nodes: {error}"
+            if self._head is not None and not self._head.running():
+                self.disconnect("the local Ray head exited")
+            return
         self.nodes = nodes
         # A head that just started lists no node yet: its size is unknown, not zero.
         self.capacity = capacity_of(nodes) if any(n.alive for n in nodes) else None

@@ -34,8 +34,8 @@ class ControlPlane:
     authenticator: TokenAuthenticator
     link: ClusterLink
     reconciler: JobReconciler
-    # SQLite has one writer: a single thread takes the API's writes in turn, which beats
-    # many threads contending for its lock (and for the GIL while they hold it).
+    # Where job submissions are written (in batches, see submissions.py): one thread on
+    # SQLite, which has a single writer anyway; other routes use the request thread pool.
     db_executor: ThreadPoolExecutor
     submissions: SubmissionBatcher = field(init=False)
 

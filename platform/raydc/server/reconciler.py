@@ -11,49 +11,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections import Counter
 
+import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from raydc.cluster.jobs import RayJobNotFound, RayJobState, RaySubmissionRejected, submission_id
-from raydc.scheduler.admission import AdmissionSnapshot, admit_pending_jobs
+from raydc.cluster.client import RayCluster
+from raydc.cluster.jobs import RayJobNotFound, RaySubmissionRejected
+from raydc.scheduler.admission import AdmissionDecision, AdmissionSnapshot, admit_pending_jobs
 from raydc.server.cluster_link import ClusterLink
+from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
 from raydc.server.services.job_status import switch_job_status
-from raydc.server.services.launch import build_launch, logs_path, result_path
-from raydc.server.services.models import register_version
+from raydc.server.services.launch import build_launch
 from raydc.server.services.queue import pending_jobs, usage_by_tenant
 from raydc.server.services.tenants import quota_of
 from raydc.settings import Settings
 from raydc.specs.demand import Demand
-from raydc.specs.status import ACTIVE_STATUSES, JobStatus, TerminationReason
+from raydc.specs.status import JobStatus, TerminationReason
 from raydc.store.db import transaction
-from raydc.store.models import JobRow, TenantRow, utcnow
-from raydc.workloads.protocol import read_result
+from raydc.store.models import JobRow, TenantRow
 
 log = logging.getLogger(__name__)
 NODE_REFRESH_S = 5.0
 MIN_PASS_GAP_S = 0.1
 STARTING_POLL_S = 0.1
-
-
-@dataclass(frozen=True)
-class ActiveJob:
-    """What the reconciler read of a job before talking to Ray."""
-
-    id: str
-    tenant: str
-    name: str
-    status: JobStatus
-    attempt: int
-    submitted: bool
-    cancel_requested: bool
-    spec: dict[str, Any]
-
-    @property
-    def sid(self) -> str:
-        return submission_id(self.id, self.attempt)
+# Launch errors that are not the cluster being unreachable; then the job is FAILED.
+MAX_LAUNCH_ERRORS = 5
+_UNREACHABLE = (requests.ConnectionError, requests.Timeout)
 
 
 class JobReconciler:
@@ -67,8 +52,10 @@ class JobReconciler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_waiting: dict[str, str] = {}
+        self.outcomes = JobOutcomes(settings, session_factory)
+        self.last_decision = AdmissionDecision()
         self._starting = False
+        self._launch_errors: Counter[str] = Counter()
 
     # -- loop -------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,27 +87,25 @@ class JobReconciler:
             self._wake.clear()
 
     def run_once(self) -> None:
-        try:
-            cluster_ready = self._ensure_cluster()
-        except Exception as error:
-            log.warning("cannot reach Ray: %s", error)
-            self.link.disconnect(str(error))
-            cluster_ready = False
-        self.cancel_unsubmitted()
-        if not cluster_ready:
+        cluster = self._ensure_cluster()
+        if cluster is None:
             return
         if not self.admission_paused:
             self.admit()
-        self.launch_admitted()
-        self.sync_active()
+        self.launch_admitted(cluster)
+        self.sync_active(cluster)
 
-    def _ensure_cluster(self) -> bool:
+    def _ensure_cluster(self) -> RayCluster | None:
         if self.link.cluster is None:
-            self.link.connect()
+            try:
+                self.link.connect()
+            except Exception as error:
+                log.warning("cannot reach Ray: %s", error)
+                self.link.disconnect(str(error))
+                return None
+        if (self.link.nodes_updated_at or 0) < time.time() - NODE_REFRESH_S:
             self.link.refresh_nodes()
-        elif (self.link.nodes_updated_at or 0) < time.time() - NODE_REFRESH_S:
-            self.link.refresh_nodes()
-        return True
+        return self.link.cluster
 
     # -- admission --------------------------------------------------------------------
     def admit(self) -> list[str]:
@@ -128,7 +113,7 @@ class JobReconciler:
         with transaction(self.sessions) as session:
             pending = [queued.job for queued in pending_jobs(session)]
             if not pending:
-                self.last_waiting = {}
+                self.last_decision = AdmissionDecision()
                 return []
             usage = usage_by_tenant(session)
             in_use = sum(usage.values(), Demand())
@@ -139,6 +124,7 @@ class JobReconciler:
                     tenant_usage=usage,
                     tenant_quota=quotas,
                     free_capacity=capacity.total - in_use if capacity is not None else None,
+                    total_capacity=capacity.total if capacity is not None else None,
                 )
             )
             admitted = session.scalars(
@@ -150,174 +136,83 @@ class JobReconciler:
                 switch_job_status(session, job, JobStatus.STARTING, reason="admitted")
                 job.attempt += 1
                 job.submitted_at = None
-            self.last_waiting = decision.waiting
+            self.last_decision = decision
             return decision.admitted
 
     # -- launching --------------------------------------------------------------------
-    def _read_active(self, session: Session) -> list[ActiveJob]:
-        rows = session.scalars(
-            select(JobRow).where(JobRow.status.in_([s.value for s in ACTIVE_STATUSES]))
-        )
-        return [
-            ActiveJob(j.id, j.tenant, j.name, JobStatus(j.status), j.attempt,
-                      j.submitted_at is not None, j.cancel_requested, j.spec)
-            for j in rows
-        ]  # fmt: skip
-
-    def cancel_unsubmitted(self) -> None:
-        """A cancelled job that never reached Ray needs no Ray call: end it now."""
-        with transaction(self.sessions) as session:
-            rows = session.scalars(
-                select(JobRow).where(
-                    JobRow.status == JobStatus.STARTING.value,
-                    JobRow.submitted_at.is_(None),
-                    JobRow.cancel_requested.is_(True),
-                )
-            )
-            for job in rows:
-                switch_job_status(
-                    session, job, JobStatus.CANCELLED, reason=TerminationReason.CANCELLED_BY_USER
-                )
-
-    def launch_admitted(self) -> None:
-        cluster = self.link.cluster
-        if cluster is None:
-            return
+    def launch_admitted(self, cluster: RayCluster) -> None:
         with self.sessions() as session:
-            todo = [j for j in self._read_active(session) if not j.submitted]
+            todo = [j for j in read_active(session) if not j.submitted]
         for job in todo:
-            if job.cancel_requested:
-                continue
-            request = build_launch(self.settings, job.id, job.tenant, job.attempt, job.spec)
-            request.result_path.unlink(missing_ok=True)
             try:
-                cluster.jobs.submit(
-                    request.submission_id, request.entrypoint, request.runtime_env,
-                    request.metadata,
-                )  # fmt: skip
-            except RaySubmissionRejected as error:
-                self._finish(
-                    job, JobStatus.FAILED, TerminationReason.SUBMISSION_FAILED, str(error), None
+                self._launch(cluster, job)
+            except _UNREACHABLE as error:
+                log.warning("Ray unreachable while launching %s: %s", job.id, error)
+                return
+            except Exception as error:
+                self._launch_failed(job, error)
+            else:
+                self._launch_errors.pop(job.sid, None)
+
+    def _launch(self, cluster: RayCluster, job: ActiveJob) -> None:
+        if job.cancel_requested:
+            # It may have reached Ray before a crash: stop it there if so.
+            try:
+                cluster.jobs.stop(job.sid)
+            except RayJobNotFound:
+                self.outcomes.finish(
+                    job, JobStatus.CANCELLED, TerminationReason.CANCELLED_BY_USER, None
                 )
-                continue
-            with transaction(self.sessions) as session:
-                row = self._guarded(session, job)
-                if row is not None:
-                    row.submitted_at = row.updated_at = utcnow()
-            log.info("job %s submitted to Ray as %s", job.id, request.submission_id)
+                return
+            self.outcomes.mark_submitted(job)  # the sync pass sees it STOPPED
+            return
+        request = build_launch(self.settings, job.id, job.tenant, job.attempt, job.spec)
+        try:
+            cluster.jobs.submit(
+                request.submission_id, request.entrypoint, request.runtime_env, request.metadata
+            )
+        except RaySubmissionRejected as error:
+            self.outcomes.finish(
+                job, JobStatus.FAILED, TerminationReason.SUBMISSION_FAILED, str(error)
+            )
+            return
+        if not self.outcomes.mark_submitted(job):
+            cluster.jobs.stop(request.submission_id)  # the job moved on meanwhile
+            return
+        log.info("job %s submitted to Ray as %s", job.id, request.submission_id)
+
+    def _launch_failed(self, job: ActiveJob, error: Exception) -> None:
+        self._launch_errors[job.sid] += 1
+        count = self._launch_errors[job.sid]
+        log.warning("launching %s failed (%d/%d): %s", job.id, count, MAX_LAUNCH_ERRORS, error)
+        if count >= MAX_LAUNCH_ERRORS:
+            self._launch_errors.pop(job.sid, None)
+            self.outcomes.finish(
+                job, JobStatus.FAILED, TerminationReason.SUBMISSION_FAILED,
+                f"could not submit to Ray: {type(error).__name__}: {error}",
+            )  # fmt: skip
 
     # -- syncing ----------------------------------------------------------------------
-    def sync_active(self) -> None:
-        cluster = self.link.cluster
-        if cluster is None:
-            return
+    def sync_active(self, cluster: RayCluster) -> None:
         with self.sessions() as session:
-            active = [j for j in self._read_active(session) if j.submitted]
+            active = [j for j in read_active(session) if j.submitted]
         self._starting = any(job.status is JobStatus.STARTING for job in active)
         for job in active:
             try:
-                state = cluster.jobs.state(job.sid)
-            except RayJobNotFound:
-                self._requeue_lost(job)
-                continue
-            if job.cancel_requested and state.status in ("PENDING", "RUNNING"):
-                cluster.jobs.stop(job.sid)
-                continue
-            self._apply(job, state)
-
-    def _apply(self, job: ActiveJob, state: RayJobState) -> None:
-        if state.status == "RUNNING" and job.status is JobStatus.STARTING:
-            with transaction(self.sessions) as session:
-                row = self._guarded(session, job)
-                if row is not None:
-                    switch_job_status(session, row, JobStatus.RUNNING, reason="ray_running")
-        elif state.status == "SUCCEEDED":
-            self._finish(
-                job,
-                JobStatus.SUCCEEDED,
-                TerminationReason.COMPLETED,
-                None,
-                read_result(result_path(self.settings, job.id, job.sid)),
-            )
-        elif state.status == "FAILED":
-            outcome = read_result(result_path(self.settings, job.id, job.sid)) or {}
-            reason = (
-                TerminationReason.USER_CODE_ERROR
-                if outcome
-                else TerminationReason.SUBMISSION_FAILED
-            )
-            error = outcome.get("error") or state.message or "the Ray job failed"
-            self._finish(job, JobStatus.FAILED, reason, error, None)
-        elif state.status == "STOPPED":
-            message = None if job.cancel_requested else "stopped outside raydc"
-            self._finish(
-                job, JobStatus.CANCELLED, TerminationReason.CANCELLED_BY_USER, message, None
-            )
-
-    def _requeue_lost(self, job: ActiveJob) -> None:
-        with transaction(self.sessions) as session:
-            row = self._guarded(session, job)
-            if row is None:
+                self._sync(cluster, job)
+            except _UNREACHABLE as error:
+                log.warning("Ray unreachable while syncing: %s", error)
                 return
-            if job.cancel_requested:
-                switch_job_status(
-                    session, row, JobStatus.CANCELLED, reason=TerminationReason.CANCELLED_BY_USER
-                )
-                return
-            switch_job_status(
-                session,
-                row,
-                JobStatus.PREEMPTED,
-                reason=TerminationReason.CLUSTER_LOST_JOB,
-                message="Ray no longer knows this job (cluster restarted)",
-            )
-            switch_job_status(session, row, JobStatus.PENDING, reason="requeued")
-        log.warning("job %s was lost by the cluster; requeued", job.id)
+            except Exception:
+                log.exception("syncing job %s failed; retrying next pass", job.id)
 
-    def _finish(
-        self,
-        job: ActiveJob,
-        target: JobStatus,
-        reason: TerminationReason,
-        message: str | None,
-        outcome: dict[str, Any] | None,
-    ) -> None:
-        self._save_logs(job)
-        with transaction(self.sessions) as session:
-            row = self._guarded(session, job)
-            if row is None:
-                return
-            if outcome is not None:
-                result = {k: v for k, v in outcome.items() if k != "status"}
-                checkpoint = outcome.get("checkpoint_path")
-                if checkpoint:
-                    version = register_version(
-                        session, job.tenant, job.name, str(checkpoint),
-                        dict(outcome.get("metrics") or {}), job.id,
-                    )  # fmt: skip
-                    result["model"] = f"{job.name}:{version.version}"
-                row.result = result
-            switch_job_status(session, row, target, reason=reason, message=message)
-        log.info("job %s %s", job.id, target.value)
-
-    def _save_logs(self, job: ActiveJob) -> None:
-        """Keep a finished attempt's logs: Ray forgets them when its cluster goes."""
-        cluster = self.link.cluster
-        if cluster is None or not job.submitted:
-            return
+    def _sync(self, cluster: RayCluster, job: ActiveJob) -> None:
         try:
-            text = cluster.jobs.logs(job.sid)
-        except Exception as error:
-            log.warning("could not fetch logs of %s: %s", job.sid, error)
+            state = cluster.jobs.state(job.sid)
+        except RayJobNotFound:
+            self.outcomes.lost(job)
             return
-        path = logs_path(self.settings, job.id, job.sid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-    @staticmethod
-    def _guarded(session: Session, job: ActiveJob) -> JobRow | None:
-        """The job's row, only if nothing changed it since the reconciler read it."""
-        row = session.get(JobRow, job.id, with_for_update=True)
-        if row is None or row.status != job.status.value or row.attempt != job.attempt:
-            return None
-        return row
+        if job.cancel_requested and state.status in ("PENDING", "RUNNING"):
+            cluster.jobs.stop(job.sid)
+            return
+        self.outcomes.apply(cluster, job, state)

@@ -141,16 +141,10 @@ def insert_submissions(
     return outcomes
 
 
-def submit_job(session: Session, principal: Principal, data: Any, context: SubmitContext) -> JobRow:
-    """Submit one job (the batched path does the same for many)."""
-    [outcome] = insert_submissions(session, [parse_submission(principal, data)], context)
-    if isinstance(outcome, DomainError):
-        raise outcome
-    return outcome
-
-
-def get_job(session: Session, principal: Principal, job_id: str) -> JobRow:
-    job = session.get(JobRow, job_id)
+def get_job(
+    session: Session, principal: Principal, job_id: str, *, for_update: bool = False
+) -> JobRow:
+    job = session.get(JobRow, job_id, with_for_update=for_update)
     # Another tenant's job is indistinguishable from a missing one.
     if job is None or not principal.sees_tenant(job.tenant):
         raise NotFound(f"job '{job_id}' not found")
@@ -183,7 +177,8 @@ def list_jobs(
 
 
 def cancel_job(session: Session, principal: Principal, job_id: str) -> JobRow:
-    job = get_job(session, principal, job_id)
+    # Locked, so admission cannot move the job between this read and the write below.
+    job = get_job(session, principal, job_id, for_update=True)
     status = JobStatus(job.status)
     if status.is_terminal:
         raise Conflict(f"job '{job_id}' already finished: {status.value}")

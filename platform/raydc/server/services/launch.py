@@ -51,7 +51,9 @@ def build_launch(
     runtime_env["env_vars"] = {
         **spec.get("env", {}),
         protocol.ENV_JOB_ID: job_id,
-        protocol.ENV_JOB_SPEC: json.dumps(spec),
+        # The spec without `env`: those values are already set, and may be secrets that
+        # should not be copied into one more variable that Ray's dashboard shows.
+        protocol.ENV_JOB_SPEC: json.dumps({k: v for k, v in spec.items() if k != "env"}),
         protocol.ENV_RESULT_PATH: str(result),
         protocol.ENV_RUNS_DIR: str(settings.runs_dir),
         "HF_HUB_OFFLINE": "1",

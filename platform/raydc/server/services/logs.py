@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,32 +32,40 @@ def current_logs(settings: Settings, cluster: RayCluster | None, job_id: str, at
         return ""
 
 
-def follow_logs(
+def _job_progress(sessions: sessionmaker[Session], job_id: str) -> tuple[JobStatus, int] | None:
+    with sessions() as session:
+        job = session.get(JobRow, job_id)
+        return (JobStatus(job.status), job.attempt) if job is not None else None
+
+
+async def follow_logs(
     settings: Settings,
     sessions: sessionmaker[Session],
     cluster_of: Callable[[], RayCluster | None],
     job_id: str,
     poll_s: float = 1.0,
     max_s: float = 24 * 3600,
-) -> Iterator[str]:
-    """Yield new log text as it appears, until the job ends (then the rest, and stop)."""
+) -> AsyncIterator[str]:
+    """Yield new log text as it appears, until the job ends (then the rest, and stop).
+
+    Async, so a follower waits on the event loop instead of holding a worker thread.
+    """
     sent = 0
     attempt_sent = None
     deadline = time.monotonic() + max_s
     while time.monotonic() < deadline:
-        with sessions() as session:
-            job = session.get(JobRow, job_id)
-            if job is None:
-                return
-            status, attempt = JobStatus(job.status), job.attempt
+        progress = await asyncio.to_thread(_job_progress, sessions, job_id)
+        if progress is None:
+            return
+        status, attempt = progress
         if attempt != attempt_sent:
             sent, attempt_sent = 0, attempt
             if attempt > 1:
                 yield f"\n--- raydc: attempt {attempt} ---\n"
-        text = current_logs(settings, cluster_of(), job_id, attempt)
+        text = await asyncio.to_thread(current_logs, settings, cluster_of(), job_id, attempt)
         if len(text) > sent:
             yield text[sent:]
             sent = len(text)
         if status.is_terminal:
             return
-        time.sleep(poll_s)
+        await asyncio.sleep(poll_s)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from raydc.scheduler.admission import PendingJob, queue_order
+from raydc.scheduler.admission import AdmissionDecision, PendingJob, queue_order
 from raydc.security.rbac import Principal
 from raydc.specs.demand import Demand
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus
@@ -72,3 +72,11 @@ def pending_in_order(session: Session, principal: Principal) -> list[QueuedJob]:
     queued = pending_jobs(session, None if principal.is_admin else principal.tenant)
     by_id = {q.job.id: q for q in queued}
     return [by_id[job.id] for job in queue_order([q.job for q in queued])]
+
+
+def wait_reason(decision: AdmissionDecision, job_id: str, principal: Principal) -> str | None:
+    """Why a job waits, without naming another tenant's job to a tenant's user."""
+    blocker = decision.blocked_by.get(job_id)
+    if blocker is not None and not principal.sees_tenant(blocker.tenant):
+        return "behind a job of another tenant, which waits for capacity"
+    return decision.waiting.get(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from raydc.store.db import make_engine
 from raydc.store.models import Base
 

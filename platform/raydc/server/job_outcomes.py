@@ -1,0 +1,161 @@
+"""Applying what Ray reports about a job attempt to the job's row.
+
+Every write here is guarded: the row is re-read under a lock and the change is dropped
+if the job moved on (another status, another attempt) since the reconciler read it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from raydc.cluster.client import RayCluster
+from raydc.cluster.jobs import RayJobState, submission_id
+from raydc.server.services.job_status import switch_job_status
+from raydc.server.services.launch import logs_path, result_path
+from raydc.server.services.models import register_version
+from raydc.settings import Settings
+from raydc.specs.status import ACTIVE_STATUSES, JobStatus, TerminationReason
+from raydc.store.db import transaction
+from raydc.store.models import JobRow, utcnow
+from raydc.workloads.protocol import read_result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """What the reconciler read of a job before talking to Ray."""
+
+    id: str
+    tenant: str
+    name: str
+    status: JobStatus
+    attempt: int
+    submitted: bool
+    cancel_requested: bool
+    spec: dict[str, Any]
+
+    @property
+    def sid(self) -> str:
+        return submission_id(self.id, self.attempt)
+
+
+def read_active(session: Session) -> list[ActiveJob]:
+    rows = session.scalars(
+        select(JobRow).where(JobRow.status.in_([s.value for s in ACTIVE_STATUSES]))
+    )
+    return [
+        ActiveJob(j.id, j.tenant, j.name, JobStatus(j.status), j.attempt,
+                  j.submitted_at is not None, j.cancel_requested, j.spec)
+        for j in rows
+    ]  # fmt: skip
+
+
+def guarded(session: Session, job: ActiveJob) -> JobRow | None:
+    """The job's row, only if nothing changed it since the reconciler read it."""
+    row = session.get(JobRow, job.id, with_for_update=True)
+    if row is None or row.status != job.status.value or row.attempt != job.attempt:
+        return None
+    return row
+
+
+class JobOutcomes:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+
+    def mark_submitted(self, job: ActiveJob) -> bool:
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is None:
+                return False
+            row.submitted_at = row.updated_at = utcnow()
+            return True
+
+    def apply(self, cluster: RayCluster, job: ActiveJob, state: RayJobState) -> None:
+        if state.status == "RUNNING" and job.status is JobStatus.STARTING:
+            with transaction(self.sessions) as session:
+                row = guarded(session, job)
+                if row is not None:
+                    switch_job_status(session, row, JobStatus.RUNNING, reason="ray_running")
+        elif state.status in ("SUCCEEDED", "FAILED"):
+            self._save_logs(cluster, job)
+            self.finish_from_result(job, ray_message=state.message)
+        elif state.status == "STOPPED":
+            self._save_logs(cluster, job)
+            message = None if job.cancel_requested else "stopped outside raydc"
+            self.finish(job, JobStatus.CANCELLED, TerminationReason.CANCELLED_BY_USER, message)
+
+    def finish_from_result(self, job: ActiveJob, ray_message: str | None) -> bool:
+        """End the attempt as its result file says; False if it wrote none."""
+        outcome = read_result(result_path(self.settings, job.id, job.sid))
+        if outcome is None and ray_message is None:
+            return False
+        if outcome is not None and outcome.get("status") == "succeeded":
+            self.finish(job, JobStatus.SUCCEEDED, TerminationReason.COMPLETED, None, outcome)
+        elif outcome is not None:
+            self.finish(job, JobStatus.FAILED, TerminationReason.USER_CODE_ERROR,
+                        str(outcome.get("error") or "the job failed"))  # fmt: skip
+        else:
+            # Ray failed the job before raydc's entrypoint ran (runtime env setup, ...).
+            self.finish(job, JobStatus.FAILED, TerminationReason.SUBMISSION_FAILED, ray_message)
+        return True
+
+    def lost(self, job: ActiveJob) -> None:
+        """Ray does not know the attempt: finish it from its result, or requeue it."""
+        if self.finish_from_result(job, ray_message=None):
+            return
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is None:
+                return
+            if row.cancel_requested:
+                switch_job_status(session, row, JobStatus.CANCELLED,
+                                  reason=TerminationReason.CANCELLED_BY_USER)  # fmt: skip
+                return
+            switch_job_status(
+                session, row, JobStatus.PREEMPTED, reason=TerminationReason.CLUSTER_LOST_JOB,
+                message="Ray no longer knows this job (its cluster restarted)",
+            )  # fmt: skip
+            switch_job_status(session, row, JobStatus.PENDING, reason="requeued")
+        log.warning("job %s was lost by the cluster; requeued", job.id)
+
+    def finish(
+        self,
+        job: ActiveJob,
+        target: JobStatus,
+        reason: TerminationReason,
+        message: str | None,
+        outcome: dict[str, Any] | None = None,
+    ) -> None:
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is None:
+                return
+            if outcome is not None:
+                result = {k: v for k, v in outcome.items() if k != "status"}
+                checkpoint = outcome.get("checkpoint_path")
+                if checkpoint:
+                    version = register_version(
+                        session, job.tenant, job.name, str(checkpoint),
+                        dict(outcome.get("metrics") or {}), job.id,
+                    )  # fmt: skip
+                    result["model"] = f"{job.name}:{version.version}"
+                row.result = result
+            switch_job_status(session, row, target, reason=reason, message=message)
+        log.info("job %s %s", job.id, target.value)
+
+    def _save_logs(self, cluster: RayCluster, job: ActiveJob) -> None:
+        """Keep a finished attempt's logs: Ray forgets them when its cluster goes."""
+        try:
+            text = cluster.jobs.logs(job.sid)
+            path = logs_path(self.settings, job.id, job.sid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except Exception as error:  # logs are a convenience; never block the outcome
+            log.warning("could not keep the logs of %s: %s", job.sid, error)
