@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from raydc.cluster.local_head import LocalRayHead
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES
+from tests.e2e.server_process import Server, processes_under
 
 pytestmark = pytest.mark.e2e
-RAYDC = str(Path(sys.executable).parent / "raydc")
-
-
-class Server:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home.parent / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAYDC_")}
-        env.update(RAYDC_HOME=str(home), RAYDC_PORT=str(self.port), RAYDC_LOCAL_RAY_NUM_CPUS="2",
-                   RAYDC_RECONCILE_INTERVAL_S="0.5")  # fmt: skip
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([RAYDC, "server"], stdout=log, stderr=log, env=env)
-
-    def wait_healthy(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"server not healthy:\n{self.log.read_text()}")
-
-    def cli(
-        self, *args: str, token: str, timeout_s: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "RAYDC_URL": self.url, "RAYDC_TOKEN": token, "COLUMNS": "200"}
-        return subprocess.run(
-            [RAYDC, *args], env=env, capture_output=True, text=True, timeout=timeout_s
-        )
 
 
 @pytest.fixture
@@ -62,11 +24,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
     if running.process.poll() is None:
         running.process.kill()
         running.process.wait()
-
-
-def processes_under(directory: Path) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", str(directory)], capture_output=True, text=True)
-    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
 
 
 def test_a_user_session_through_the_cli(server: Server, tmp_path: Path) -> None:

@@ -97,11 +97,11 @@ class LocalRayHead:
         return read_or_create_token(self.token_path)
 
     def running(self) -> bool:
-        info = self.info or self._read_info()
+        info = self.info or self.recorded()
         return info is not None and _process_alive(info.pid)
 
     def start(self, timeout_s: float = 120.0) -> HeadInfo:
-        left = self._read_info()
+        left = self.recorded()
         if left is not None and _process_alive(left.pid):
             # Never run a second head beside a live one: its jobs would run twice.
             if self._wait_ready(left, timeout_s):
@@ -148,14 +148,14 @@ class LocalRayHead:
         return info
 
     def stop(self, grace_s: float = 10.0) -> None:
-        info = self.info or self._read_info()
+        info = self.info or self.recorded()
         if info is None:
             return
         self._kill_group(info.pid, grace_s)
         self.info_path.unlink(missing_ok=True)
         self.info = None
 
-    def _read_info(self) -> HeadInfo | None:
+    def recorded(self) -> HeadInfo | None:
         try:
             return HeadInfo(**json.loads(self.info_path.read_text()))
         except (OSError, ValueError, TypeError):
