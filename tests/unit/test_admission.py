@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
+from raydc.cluster.state import NodeInfo
 from raydc.scheduler.admission import AdmissionSnapshot, PendingJob, admit_pending_jobs
+from raydc.specs.capacity import capacity_of
 from raydc.specs.demand import Demand
 from raydc.specs.tenants import Quota
 
@@ -77,3 +79,17 @@ def test_a_job_larger_than_the_whole_cluster_does_not_block_the_queue() -> None:
 def test_jobs_behind_a_blocked_job_know_which_one() -> None:
     decision = admit_pending_jobs(snapshot([job("big", cpu=8), job("next", second=1)], 4))
     assert decision.blocked_by["next"].id == "big"
+
+
+def test_custom_resources_must_exist_on_one_node() -> None:
+    nodes = [
+        NodeInfo("a", "10.0.0.1", True, True, 8, 0, 32, custom={}),
+        NodeInfo("b", "10.0.0.2", False, True, 8, 1, 32, custom={"TPU": 4}),
+        NodeInfo("c", "10.0.0.3", False, False, 8, 0, 32, custom={"FPGA": 1}),  # dead
+    ]
+    capacity = capacity_of(nodes)
+    assert capacity.total == Demand(cpu=16, gpu=1, memory_gb=64)
+    assert capacity.worker_fits_a_node(Demand(cpu=1), {"TPU": 4})
+    assert not capacity.worker_fits_a_node(Demand(cpu=1), {"TPU": 5})
+    assert not capacity.worker_fits_a_node(Demand(cpu=1), {"FPGA": 1})
+    assert not capacity.worker_fits_a_node(Demand(cpu=1, gpu=1), {"TPU": 1, "X": 1})

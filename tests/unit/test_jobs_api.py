@@ -92,6 +92,10 @@ def test_a_job_larger_than_the_cluster_is_refused(
     too_tall = train_spec(resources={"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1})
     response = api.post("/v1/jobs", json=too_tall, headers=ADMIN)
     assert "no node of the cluster can hold one worker" in response.json()["detail"][0]["msg"]
+    exotic = train_spec(resources={"workers": 1, "custom": {"TPU": 1}})
+    response = api.post("/v1/jobs", json=exotic, headers=ADMIN)
+    assert response.status_code == 422
+    assert "TPU=1" in response.json()["detail"][0]["msg"]
     fits = train_spec(resources={"workers": {"min": 8, "max": 16}, "cpus_per_worker": 1})
     assert api.post("/v1/jobs", json=fits, headers=ADMIN).status_code == 201
 

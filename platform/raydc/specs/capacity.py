@@ -18,20 +18,32 @@ class NodeResources(Protocol):
     def gpu(self) -> float: ...
     @property
     def memory_gb(self) -> float: ...
+    @property
+    def custom(self) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
 class ClusterCapacity:
     total: Demand
     nodes: tuple[Demand, ...]
+    # Custom Ray resources of each node, in the same order as `nodes`.
+    node_custom: tuple[dict[str, float], ...] = ()
 
-    def worker_fits_a_node(self, worker: Demand) -> bool:
-        return any(worker.fits_in(node) for node in self.nodes)
+    def worker_fits_a_node(self, worker: Demand, custom: dict[str, float] | None = None) -> bool:
+        extras = self.node_custom or tuple({} for _ in self.nodes)
+        return any(
+            worker.fits_in(node)
+            and all(have.get(name, 0.0) >= need for name, need in (custom or {}).items())
+            for node, have in zip(self.nodes, extras, strict=True)
+        )
 
 
 def capacity_of(nodes: Iterable[NodeResources]) -> ClusterCapacity:
-    alive = tuple(Demand(n.cpu, n.gpu, n.memory_gb) for n in nodes if n.alive)
+    alive = [n for n in nodes if n.alive]
+    resources = tuple(Demand(n.cpu, n.gpu, n.memory_gb) for n in alive)
     total = Demand()
-    for node in alive:
+    for node in resources:
         total = total + node
-    return ClusterCapacity(total=total, nodes=alive)
+    return ClusterCapacity(
+        total=total, nodes=resources, node_custom=tuple(dict(n.custom) for n in alive)
+    )

@@ -69,11 +69,12 @@ def _check_can_ever_run(
     if capacity is None:
         return
     worker = worker_demand(spec.resources)
-    if not capacity.worker_fits_a_node(worker):
+    if not capacity.worker_fits_a_node(worker, spec.resources.custom):
+        custom = "".join(f", {name}={amount:g}" for name, amount in spec.resources.custom.items())
         raise InvalidInput.field(
             ("resources",),
             f"no node of the cluster can hold one worker (cpu={worker.cpu:g}, "
-            f"gpu={worker.gpu:g}, memory_gb={worker.memory_gb:g})",
+            f"gpu={worker.gpu:g}, memory_gb={worker.memory_gb:g}{custom})",
         )
     if not minimum.fits_in(capacity.total):
         total = capacity.total
