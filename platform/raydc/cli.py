@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raydc.client import TERMINAL, ApiError, Client
+from raydc.sim_cli import sim
 
 app = typer.Typer(help="raydc: elastic training, tuning and serving on Ray.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(tokens_app, name="tokens")
+app.command("sim")(sim)
 
 console = Console()
 err = Console(stderr=True)
