@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python benchmarks/submit_throughput.py
 	$(BIN)/python benchmarks/submit_latency.py
 	$(BIN)/python benchmarks/control_plane_rss.py
+	$(BIN)/python benchmarks/sim_replay.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
