@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 
+from raydc.client import Client
 from raydc.cluster.local_head import free_port
 
 RAYDC = str(Path(sys.executable).parent / "raydc")
 ADMIN_TOKEN = "rdc_benchmark-admin-token"
+TOYJOB_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toyjob"
 
 
 class ServerProcess:
@@ -45,15 +47,19 @@ class ServerProcess:
 
     def wait_cluster(self, timeout_s: float = 120) -> None:
         """Wait until the control plane reaches Ray (starting a head costs CPU for a while)."""
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        client = self.client()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            info = httpx.get(f"{self.url}/v1/cluster", headers=headers, timeout=5).json()
+            info = client.cluster()
             if info["connected"] and info["nodes"]:
                 time.sleep(5)  # let the freshly started Ray processes settle
                 return
             time.sleep(0.5)
         raise RuntimeError("control plane never reached Ray")
+
+    def client(self) -> Client:
+        """The SDK, as the admin, with a long timeout (listing 10,000 jobs is slow)."""
+        return Client(self.url, ADMIN_TOKEN, timeout_s=120)
 
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from _harness import ADMIN_TOKEN, ServerProcess, load, post_request
-from raydc.client import zip_directory
-
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toyjob"
+from _harness import ADMIN_TOKEN, TOYJOB_DIR, ServerProcess, load, post_request
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -39,10 +36,8 @@ def main() -> None:
         try:
             server.wait_cluster()
             rss_idle = server.rss_mb()
-            http = httpx.Client(base_url=server.url, timeout=120,
-                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
-            ref = http.post("/v1/code", content=zip_directory(FIXTURE),
-                            headers={"content-type": "application/zip"}).json()["ref"]  # fmt: skip
+            client = server.client()
+            ref = client.upload_code(TOYJOB_DIR)
             spec = {
                 "kind": "train", "name": "rss", "code": {"ref": ref},
                 "entrypoint": "toy:train_loop", "config": {"epochs": 10_000, "sleep_s": 1},
@@ -53,13 +48,13 @@ def main() -> None:
             while submitted < args.jobs:
                 burst = load(server.port, request, clients=16, seconds=2)
                 submitted += burst["requests"]
-            total = http.get("/v1/jobs", params={"limit": 1}).json()["total"]
+            total = client.list_jobs(limit=1)["total"]
             time.sleep(15)  # several reconcile passes over the full queue
-            queue = http.get("/v1/queue").json()
+            queue = client.queue()
             for offset in range(0, 2000, 500):
-                http.get("/v1/jobs", params={"limit": 500, "offset": offset})
-            http.get("/v1/cluster")
-            http.get("/metrics")
+                client.list_jobs(limit=500, offset=offset)
+            client.cluster()
+            httpx.get(f"{server.url}/metrics", timeout=60)
             time.sleep(3)
             result = {
                 "benchmark": "control_plane_rss",

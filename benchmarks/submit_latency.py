@@ -4,6 +4,7 @@ One local Ray head; a `raydc server` process pointed at it. Each trial submits t
 entrypoint and runtime env once through raydc (POST /v1/jobs, then GET until RUNNING)
 and once straight to Ray (JobSubmissionClient.submit_job, then status until RUNNING),
 alternating which goes first; each job is stopped as soon as it is seen RUNNING.
+Single trials spread by ±0.3 s, so the median is taken over 9 trials by default.
 Prints JSON. Target (issue #2): raydc median within 1.25x of raw.
 """
 
@@ -17,16 +18,13 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
-
-from _harness import ADMIN_TOKEN, ServerProcess
-from raydc.client import zip_directory
+from _harness import TOYJOB_DIR, ServerProcess
+from raydc.client import Client
 from raydc.cluster.client import RayCluster
 from raydc.cluster.local_head import LocalRayHead
 from raydc.server.services.launch import build_launch
 from raydc.settings import Settings
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toyjob"
 POLL_S = 0.02
 
 
@@ -50,26 +48,26 @@ def raw_trial(cluster: RayCluster, settings: Settings, spec: dict) -> float:
     return elapsed
 
 
-def raydc_trial(http: httpx.Client, spec: dict) -> float:
+def raydc_trial(client: Client, spec: dict) -> float:
     started = time.perf_counter()
-    job = http.post("/v1/jobs", json=spec).json()
-    while http.get(f"/v1/jobs/{job['id']}").json()["status"] != "RUNNING":
+    job = client.submit_job(spec)
+    while client.get_job(job["id"])["status"] != "RUNNING":
         time.sleep(POLL_S)
     elapsed = time.perf_counter() - started
-    http.post(f"/v1/jobs/{job['id']}/cancel")
+    client.cancel_job(job["id"])
     return elapsed
 
 
-def wait_idle(http: httpx.Client) -> None:
+def wait_idle(client: Client) -> None:
     """Let cancelled jobs finish stopping so trials do not overlap."""
-    while http.get("/v1/jobs", params={"status": "RUNNING"}).json()["total"]:
+    while client.list_jobs(status="RUNNING")["total"]:
         time.sleep(0.2)
     time.sleep(1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=9)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         head = LocalRayHead(Path(scratch) / "ray", num_cpus=4)
@@ -81,14 +79,10 @@ def main() -> None:
             server.wait_cluster()
             cluster = RayCluster(info.dashboard_url, head.token)
             settings = Settings(home=home)  # same artifact paths as the server's
-            http = httpx.Client(base_url=server.url, timeout=30,
-                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
-            data = zip_directory(FIXTURE)
-            ref = http.post("/v1/code", content=data,
-                            headers={"content-type": "application/zip"}).json()["ref"]  # fmt: skip
-            spec = spec_for(ref)
-            raydc_trial(http, spec)  # warm-up: uploads raydc and the code to Ray once
-            wait_idle(http)
+            client = server.client()
+            spec = spec_for(client.upload_code(TOYJOB_DIR))
+            raydc_trial(client, spec)  # warm-up: uploads raydc and the code to Ray once
+            wait_idle(client)
             raw, ours = [], []
             for trial in range(args.trials):
                 order = ("raw", "raydc") if trial % 2 == 0 else ("raydc", "raw")
@@ -96,8 +90,8 @@ def main() -> None:
                     if which == "raw":
                         raw.append(raw_trial(cluster, settings, spec))
                     else:
-                        ours.append(raydc_trial(http, spec))
-                    wait_idle(http)
+                        ours.append(raydc_trial(client, spec))
+                    wait_idle(client)
                     time.sleep(1)
         finally:
             server.stop()

@@ -12,8 +12,10 @@ import pytest
 
 from raydc.client import zip_directory
 from raydc.cluster.client import RayCluster
+from raydc.cluster.jobs import RayJobState
 from raydc.security.rbac import Principal
 from raydc.server.control_plane import ControlPlane
+from raydc.server.job_outcomes import read_active
 from raydc.server.services import jobs
 from raydc.server.services.code import bundle_dir, store_code
 from raydc.server.services.launch import build_launch, result_path
@@ -32,7 +34,7 @@ def plane(settings: Settings) -> Iterator[ControlPlane]:
     """A control plane whose reconciler is driven by hand (its loop is not started)."""
     cp = ControlPlane.create(settings)
     cp.link.connect()
-    cp.link.refresh_nodes()
+    cp.link.refresh_nodes_if_due(every_s=60)
     try:
         yield cp
     finally:
@@ -168,3 +170,15 @@ def test_one_bad_launch_does_not_hold_up_the_others(plane: ControlPlane) -> None
     assert failed.status == "FAILED" and failed.termination_reason == "submission_failed"
     assert job(plane, fine).submitted_at is not None
     sync_until(plane, fine, "SUCCEEDED")
+
+
+def test_ray_ending_a_job_without_a_result_or_message_still_ends_it(plane: ControlPlane) -> None:
+    """Ray can report FAILED with no message before raydc's entrypoint ever ran."""
+    job_id = submit(plane, upload_toy(plane))
+    plane.reconciler.admit()
+    with plane.sessions() as session:
+        [active] = read_active(session)
+    plane.reconciler.outcomes.apply(cluster_of(plane), active, RayJobState("FAILED", None, 1, 2))
+    ended = job(plane, job_id)
+    assert (ended.status, ended.termination_reason) == ("FAILED", "submission_failed")
+    assert ended.error == "Ray reports the job FAILED"

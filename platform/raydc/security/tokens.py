@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 TOKEN_PREFIX = "rdc_"
@@ -17,7 +16,3 @@ def hash_token(token: str) -> str:
     # Tokens carry 256 random bits, so a plain (unsalted) hash is not brute-forceable and
     # lets the lookup be a single indexed equality match.
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def tokens_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -28,16 +28,12 @@ class ClusterLink:
         self._head: LocalRayHead | None = None
         self.nodes: list[NodeInfo] = []
         self.capacity: ClusterCapacity | None = None
-        self.nodes_updated_at: float | None = None
+        self._next_refresh = 0.0  # monotonic time of the next node refresh
         self.last_error: str | None = None
 
     @property
     def cluster(self) -> RayCluster | None:
         return self._cluster
-
-    @property
-    def owns_local_head(self) -> bool:
-        return self._head is not None
 
     def connect(self) -> RayCluster:
         with self._lock:
@@ -54,6 +50,7 @@ class ClusterLink:
                 self._head = head
                 cluster = RayCluster(info.dashboard_url, head.token)
             self._cluster = cluster
+            self._next_refresh = 0.0
             self.last_error = None
             log.info("connected to Ray at %s", cluster.dashboard_url)
             return cluster
@@ -64,12 +61,14 @@ class ClusterLink:
             self._cluster = None
             self.last_error = reason
 
-    def refresh_nodes(self) -> None:
-        """Re-read the nodes; on failure keep the last view (a slow dashboard is not a
-        lost cluster), unless the local head this link owns has died."""
+    def refresh_nodes_if_due(self, every_s: float) -> None:
+        """Re-read the nodes at most every ``every_s``, failed attempts included; on
+        failure keep the last view (a slow dashboard is not a lost cluster), unless the
+        local head this link owns has died."""
         cluster = self._cluster
-        if cluster is None:
+        if cluster is None or time.monotonic() < self._next_refresh:
             return
+        self._next_refresh = time.monotonic() + every_s
         try:
             nodes = cluster.nodes()
         except Exception as error:
@@ -81,7 +80,6 @@ class ClusterLink:
         self.nodes = nodes
         # A head that just started lists no node yet: its size is unknown, not zero.
         self.capacity = capacity_of(nodes) if any(n.alive for n in nodes) else None
-        self.nodes_updated_at = time.time()
 
     def close(self) -> None:
         with self._lock:

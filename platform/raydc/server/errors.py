@@ -41,7 +41,3 @@ class InvalidInput(DomainError):
     @classmethod
     def field(cls, loc: tuple[str | int, ...], message: str) -> InvalidInput:
         return cls([{"loc": ["body", *loc], "msg": message, "type": "value_error"}])
-
-
-class ClusterUnavailable(DomainError):
-    status_code = 503

@@ -85,30 +85,44 @@ class JobOutcomes:
                     switch_job_status(session, row, JobStatus.RUNNING, reason="ray_running")
         elif state.status in ("SUCCEEDED", "FAILED"):
             self._save_logs(cluster, job)
-            self.finish_from_result(job, ray_message=state.message)
+            self.finish_from_result(job, ray_status=state.status, ray_message=state.message)
         elif state.status == "STOPPED":
             self._save_logs(cluster, job)
             message = None if job.cancel_requested else "stopped outside raydc"
             self.finish(job, JobStatus.CANCELLED, TerminationReason.CANCELLED_BY_USER, message)
 
-    def finish_from_result(self, job: ActiveJob, ray_message: str | None) -> bool:
-        """End the attempt as its result file says; False if it wrote none."""
+    def finish_from_result(
+        self, job: ActiveJob, ray_status: str | None = None, ray_message: str | None = None
+    ) -> bool:
+        """End the attempt as its result file says, else as Ray says it ended.
+
+        Returns False only when neither knows (Ray lost the job before it wrote a result).
+        """
         outcome = read_result(result_path(self.settings, job.id, job.sid))
-        if outcome is None and ray_message is None:
-            return False
         if outcome is not None and outcome.get("status") == "succeeded":
             self.finish(job, JobStatus.SUCCEEDED, TerminationReason.COMPLETED, None, outcome)
         elif outcome is not None:
             self.finish(job, JobStatus.FAILED, TerminationReason.USER_CODE_ERROR,
                         str(outcome.get("error") or "the job failed"))  # fmt: skip
-        else:
+        elif ray_status == "FAILED":
             # Ray failed the job before raydc's entrypoint ran (runtime env setup, ...).
-            self.finish(job, JobStatus.FAILED, TerminationReason.SUBMISSION_FAILED, ray_message)
+            self.finish(job, JobStatus.FAILED, TerminationReason.SUBMISSION_FAILED,
+                        ray_message or "Ray reports the job FAILED")  # fmt: skip
+        elif ray_status == "SUCCEEDED":
+            # The entrypoint exited cleanly but its result is not where the control plane
+            # looks: the artifact dir is not shared with the node that ran it.
+            log.warning("job %s succeeded without a result file in %s", job.id,
+                        self.settings.jobs_dir)  # fmt: skip
+            self.finish(job, JobStatus.SUCCEEDED, TerminationReason.COMPLETED,
+                        "no result file: is RAYDC_ARTIFACT_DIR shared with every node?",
+                        {"status": "succeeded"})  # fmt: skip
+        else:
+            return False
         return True
 
     def lost(self, job: ActiveJob) -> None:
         """Ray does not know the attempt: finish it from its result, or requeue it."""
-        if self.finish_from_result(job, ray_message=None):
+        if self.finish_from_result(job):
             return
         with transaction(self.sessions) as session:
             row = guarded(session, job)

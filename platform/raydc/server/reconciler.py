@@ -103,8 +103,7 @@ class JobReconciler:
                 log.warning("cannot reach Ray: %s", error)
                 self.link.disconnect(str(error))
                 return None
-        if (self.link.nodes_updated_at or 0) < time.time() - NODE_REFRESH_S:
-            self.link.refresh_nodes()
+        self.link.refresh_nodes_if_due(NODE_REFRESH_S)
         return self.link.cluster
 
     # -- admission --------------------------------------------------------------------
