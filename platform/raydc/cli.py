@@ -306,20 +306,28 @@ def tenants_create(
 
 @tenants_app.command("list")
 def tenants_list() -> None:
-    """Tenants and their quotas."""
+    """Tenants, their quotas, fair-share weights and borrowing limits (∞ = no limit)."""
     with _client() as client:
         try:
             tenants = client.list_tenants()
         except ApiError as error:
             _fail(error)
-    table = Table("TENANT", "CPU", "GPU", "MEMORY GB")
+    table = Table(
+        "TENANT", "CPU", "GPU", "MEMORY GB", "WEIGHT", "BORROW CPU", "BORROW GPU",
+        "BORROW MEMORY GB",
+    )  # fmt: skip
     for tenant in tenants:
-        quota = tenant["quota"]
         table.add_row(
             tenant["name"],
-            *(str(quota[k]) if quota[k] is not None else "∞" for k in ("cpu", "gpu", "memory_gb")),
+            *_limits(tenant["quota"]),
+            f"{tenant['weight']:g}",
+            *_limits(tenant["borrowing_limit"]),
         )
     console.print(table)
+
+
+def _limits(limits: dict[str, float | None]) -> list[str]:
+    return [f"{limits[k]:g}" if limits[k] is not None else "∞" for k in ("cpu", "gpu", "memory_gb")]
 
 
 @tenants_app.command("quota")
@@ -333,6 +341,34 @@ def tenants_quota(
     with _client() as client:
         try:
             _print_json(client.set_quota(name, {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb}))
+        except ApiError as error:
+            _fail(error)
+
+
+@tenants_app.command("scheduling")
+def tenants_scheduling(
+    name: str,
+    weight: Annotated[
+        float, typer.Option(help="fair-share weight among tenants at the same priority")
+    ] = 1.0,
+    borrow_cpu: Annotated[
+        float | None, typer.Option(help="CPUs it may borrow beyond its quota (omit = no limit)")
+    ] = None,
+    borrow_gpu: Annotated[
+        float | None, typer.Option(help="GPUs it may borrow beyond its quota (omit = no limit)")
+    ] = None,
+    borrow_memory_gb: Annotated[
+        float | None, typer.Option(help="memory (GB) it may borrow beyond its quota")
+    ] = None,
+) -> None:
+    """Set a tenant's fair-share weight and borrowing limit (0 = may not borrow).
+
+    Borrowing uses other tenants' idle quota; their owners take it back by preemption.
+    """
+    limit = {"cpu": borrow_cpu, "gpu": borrow_gpu, "memory_gb": borrow_memory_gb}
+    with _client() as client:
+        try:
+            _print_json(client.set_tenant_scheduling(name, weight=weight, borrowing_limit=limit))
         except ApiError as error:
             _fail(error)
 

@@ -106,14 +106,41 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz")
 
-    def create_tenant(self, name: str, quota: dict[str, float] | None = None) -> dict[str, Any]:
-        return self._request("POST", "/v1/tenants", json={"name": name, "quota": quota or {}})
+    def create_tenant(
+        self,
+        name: str,
+        quota: dict[str, float] | None = None,
+        weight: float | None = None,
+        borrowing_limit: dict[str, float | None] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "quota": quota or {}}
+        if weight is not None:
+            body["weight"] = weight
+        if borrowing_limit is not None:
+            body["borrowing_limit"] = borrowing_limit
+        return self._request("POST", "/v1/tenants", json=body)
 
     def list_tenants(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/tenants")
 
     def set_quota(self, tenant: str, quota: dict[str, float | None]) -> dict[str, Any]:
         return self._request("PUT", f"/v1/tenants/{tenant}/quota", json=quota)
+
+    def set_tenant_scheduling(
+        self,
+        name: str,
+        weight: float | None = None,
+        borrowing_limit: dict[str, float | None] | None = None,
+    ) -> dict[str, Any]:
+        """Set a tenant's fair-share weight and borrowing limit (`{cpu, gpu, memory_gb}`,
+        None = no limit). Like the quota this replaces the settings: one left out takes
+        its default (weight 1, no borrowing limit)."""
+        body: dict[str, Any] = {}
+        if weight is not None:
+            body["weight"] = weight
+        if borrowing_limit is not None:
+            body["borrowing_limit"] = borrowing_limit
+        return self._request("PUT", f"/v1/tenants/{name}/scheduling", json=body)
 
     def create_token(self, tenant: str, role: str, name: str) -> dict[str, Any]:
         body = {"tenant": tenant, "role": role, "name": name}

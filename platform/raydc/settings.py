@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     )
     reconcile_interval_s: float = 1.0
     admission_paused: bool = False
+    # Scheduler (see README "Scheduling"): aging, time sharing, backfill, preemption.
+    sched_aging_s: float = Field(default=3600.0, ge=0, description="0 = no aging")
+    sched_service_levels_gpu_h: list[float] = Field(
+        default=[1.0, 10.0], description="GPU-hours that move a job to a lower level"
+    )
+    sched_min_run_s: float = Field(default=300.0, ge=0)
+    sched_reservations: int = Field(default=1, ge=0)
+    sched_preemption: bool = True
+    sched_resize_gap_s: float = Field(default=300.0, ge=0)
     max_code_bytes: int = 64 * 1024 * 1024
     max_code_unpacked_bytes: int = 512 * 1024 * 1024
     max_spec_bytes: int = 1024 * 1024

@@ -13,30 +13,35 @@ from rich.table import Table
 
 from raydc.scheduler.cluster_model import GpuCluster
 from raydc.scheduler.sim_policies import POLICIES
-from raydc.scheduler.simulator import SimResult, simulate
+from raydc.scheduler.sim_raydc import RaydcPolicy, proportional_quotas
+from raydc.scheduler.simulator import Policy, SimResult, simulate
 from raydc.scheduler.traces import TraceFormatError, load_trace
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 SHOWN_ERRORS = 20
+NAMES = (*POLICIES, "raydc")
 
 
 def sim(
     trace: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="trace CSV")],
     nodes: Annotated[int, typer.Option(min=1, help="nodes in the simulated cluster")],
     gpus_per_node: Annotated[int, typer.Option(min=1, help="GPUs per node")],
-    policy: Annotated[str, typer.Option(help=f"{' | '.join(POLICIES)} | all")] = "all",
+    cpus_per_node: Annotated[
+        float | None, typer.Option(min=0, help="CPUs per node (raydc policy; default: no limit)")
+    ] = None,
+    policy: Annotated[str, typer.Option(help=f"{' | '.join(NAMES)} | all")] = "all",
     json_out: Annotated[Path | None, typer.Option("--json", help="write results here")] = None,
     skip_bad_rows: Annotated[
         bool, typer.Option(help="replay the good rows when some are bad (each is reported)")
     ] = False,
 ) -> None:
     """Replay a trace (generic or Philly CSV) through scheduling policies."""
-    names = list(POLICIES) if policy == "all" else [policy]
-    unknown = [name for name in names if name not in POLICIES]
+    names = list(NAMES) if policy == "all" else [policy]
+    unknown = [name for name in names if name not in NAMES]
     if unknown:
         err.print(f"[red]error[/red] unknown policy {unknown[0]!r}; "
-                  f"available: {', '.join(POLICIES)}, all")  # fmt: skip
+                  f"available: {', '.join(NAMES)}, all")  # fmt: skip
         raise typer.Exit(2)
     try:
         loaded = load_trace(trace)
@@ -57,7 +62,13 @@ def sim(
                   f"{total} GPUs and are left out")  # fmt: skip
     results: list[SimResult] = []
     for name in names:
-        result, _ = simulate(jobs, GpuCluster(nodes, gpus_per_node), POLICIES[name]())
+        chosen: Policy
+        if name == "raydc":
+            quotas = proportional_quotas(jobs, total)
+            chosen = RaydcPolicy(nodes, gpus_per_node, cpus_per_node, quotas)
+        else:
+            chosen = POLICIES[name]()
+        result, _ = simulate(jobs, GpuCluster(nodes, gpus_per_node), chosen)
         results.append(result)
     _print_table(results)
     if json_out is not None:

@@ -1,4 +1,4 @@
-"""The reconciler's admission pass against a real database (no Ray calls are made)."""
+"""The reconciler's scheduling pass against a real database (no Ray calls are made)."""
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -31,13 +31,14 @@ def test_admits_in_priority_order_up_to_capacity(
     first = api.post("/v1/jobs", json=one_cpu_job(), headers=ADMIN).json()["id"]
     second = api.post("/v1/jobs", json=one_cpu_job(), headers=ADMIN).json()["id"]
     urgent = api.post("/v1/jobs", json=one_cpu_job(priority="critical"), headers=ADMIN).json()
-    admitted = control_plane.reconciler.admit()
+    admitted = control_plane.reconciler.schedule()
     assert admitted == [urgent["id"], first]
     state = statuses(control_plane)
     assert state[urgent["id"]] == ("STARTING", 1)
     assert state[second] == ("PENDING", 0)
     queue = api.get("/v1/queue", headers=ADMIN).json()
-    assert queue[0]["id"] == second and "cluster capacity" in queue[0]["reason"]
+    assert queue[0]["id"] == second and queue[0]["reason_code"] == "cluster_full"
+    assert queue[0]["reason"].startswith("cluster full: needs 1 x (cpu=1 gpu=0 memory_gb=0)")
     events = api.get(f"/v1/jobs/{first}/events", headers=ADMIN).json()
     assert [e["to_status"] for e in events] == ["PENDING", "STARTING"]
 
@@ -52,11 +53,12 @@ def test_a_tenant_at_its_quota_waits_while_others_run(
     c1 = api.post("/v1/jobs", json=one_cpu_job(), headers=capped).json()["id"]
     c2 = api.post("/v1/jobs", json=one_cpu_job(), headers=capped).json()["id"]
     o1 = api.post("/v1/jobs", json=one_cpu_job(), headers=other).json()["id"]
-    assert control_plane.reconciler.admit() == [c1, o1]
+    assert control_plane.reconciler.schedule() == [c1, o1]
     assert statuses(control_plane)[c2] == ("PENDING", 0)
-    assert control_plane.reconciler.last_decision.waiting[c2] == "tenant quota: cpu would be 2 of 1"
+    wait = control_plane.reconciler.last_queue.decisions.waiting[c2]
+    assert wait.message.startswith("tenant quota exhausted: cpu would be 2 of nominal 1")
     # A second pass does not admit it either: the first job still holds the quota.
-    assert control_plane.reconciler.admit() == []
+    assert control_plane.reconciler.schedule() == []
 
 
 def test_the_queue_does_not_name_another_tenants_job(
@@ -70,12 +72,13 @@ def test_the_queue_does_not_name_another_tenants_job(
     api.post("/v1/jobs", json=one_cpu_job(), headers=small)  # runs, leaving 1 cpu
     blocker = api.post("/v1/jobs", json=wide, headers=big).json()["id"]
     waiting = api.post("/v1/jobs", json=one_cpu_job(), headers=small).json()["id"]
-    control_plane.reconciler.admit()
+    control_plane.reconciler.schedule()
     [entry] = api.get("/v1/queue", headers=small).json()
     assert entry["id"] == waiting
-    assert entry["reason"] == "behind a job of another tenant, which waits for capacity"
+    assert entry["reason"] == "capacity reserved for a job of another tenant"
+    assert entry["reason_code"] == "reserved_for_job"
     admin_view = {e["id"]: e["reason"] for e in api.get("/v1/queue", headers=ADMIN).json()}
-    assert admin_view[waiting] == f"behind job {blocker}, which waits for capacity"
+    assert admin_view[waiting] == f"capacity reserved for job {blocker}"
 
 
 def test_a_job_larger_than_the_cluster_blocks_nobody(
@@ -87,6 +90,6 @@ def test_a_job_larger_than_the_cluster_blocks_nobody(
     huge_id = api.post("/v1/jobs", json=huge, headers=ADMIN).json()["id"]
     set_cluster(control_plane, cpu=2)
     small_id = api.post("/v1/jobs", json=one_cpu_job(), headers=ADMIN).json()["id"]
-    assert control_plane.reconciler.admit() == [small_id]
-    reason = control_plane.reconciler.last_decision.waiting[huge_id]
-    assert reason.startswith("larger than the whole cluster")
+    assert control_plane.reconciler.schedule() == [small_id]
+    reason = control_plane.reconciler.last_queue.decisions.waiting[huge_id].message
+    assert reason.startswith("the cluster cannot hold 8 x (cpu=1")

@@ -90,6 +90,6 @@ def test_the_sim_command(tmp_path: Path) -> None:
                              "2", "--skip-bad-rows", "--json", str(out)])  # fmt: skip
     assert ok.exit_code == 0, ok.output
     results = json.loads(out.read_text())
-    assert [r["policy"] for r in results] == ["fifo", "sjf", "las"]
+    assert [r["policy"] for r in results] == ["fifo", "sjf", "las", "raydc"]
     assert all(set(r) == RESULT_KEYS for r in results)
     assert results[0]["jobs"] == 2 and results[0]["avg_jct_s"] == 120.0

@@ -66,6 +66,13 @@ class GpuCluster:
             self._move(node, share)
         return None
 
+    def take(self, placement: list[tuple[int, int]]) -> None:
+        """Reserve GPUs on the nodes a policy chose; refuses a placement that does not fit."""
+        if any(gpus > self._free[node] for node, gpus in placement):
+            raise ValueError(f"placement {placement} does not fit the free GPUs")
+        for node, gpus in placement:
+            self._move(node, -gpus)
+
     def release(self, placement: list[tuple[int, int]]) -> None:
         for node, gpus in placement:
             self._move(node, gpus)

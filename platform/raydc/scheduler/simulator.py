@@ -75,10 +75,14 @@ class Simulation:
     _events: list[tuple[float, int, int, SimJob | None]] = field(default_factory=list)
     _seq: int = 0
 
-    def start(self, job: SimJob) -> bool:
-        placement = self.cluster.place(job.gpus)
+    def start(self, job: SimJob, placement: list[tuple[int, int]] | None = None) -> bool:
+        """Start ``job`` where the cluster fits it, or on the nodes given by ``placement``."""
         if placement is None:
-            return False
+            placement = self.cluster.place(job.gpus)
+            if placement is None:
+                return False
+        else:
+            self.cluster.take(placement)
         job.placement = placement
         job.running_since = self.now
         job.run_id += 1

@@ -39,6 +39,8 @@ class ActiveJob:
     submitted: bool
     cancel_requested: bool
     spec: dict[str, Any]
+    workers: int | None = None
+    stop_action: str | None = None  # the scheduler wants it stopped: preempt | resize
 
     @property
     def sid(self) -> str:
@@ -51,7 +53,8 @@ def read_active(session: Session) -> list[ActiveJob]:
     )
     return [
         ActiveJob(j.id, j.tenant, j.name, JobStatus(j.status), j.attempt,
-                  j.submitted_at is not None, j.cancel_requested, j.spec)
+                  j.submitted_at is not None, j.cancel_requested, j.spec, j.workers,
+                  j.stop_action)
         for j in rows
     ]  # fmt: skip
 
@@ -88,8 +91,53 @@ class JobOutcomes:
             self.finish_from_result(job, ray_status=state.status, ray_message=state.message)
         elif state.status == "STOPPED":
             self._save_logs(cluster, job)
+            if job.stop_action is not None and not job.cancel_requested:
+                self.stopped(job)
+                return
             message = None if job.cancel_requested else "stopped outside raydc"
             self.finish(job, JobStatus.CANCELLED, TerminationReason.CANCELLED_BY_USER, message)
+
+    def stopped(self, job: ActiveJob) -> None:
+        """The scheduler's stop took effect: requeue a preempted job, restart a resized one.
+
+        Either way the next attempt resumes from the run's latest checkpoint.
+        """
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is None:
+                return
+            now = utcnow()
+            if row.run_started_at is not None:
+                gpus = float((row.spec.get("resources") or {}).get("gpus_per_worker", 0.0))
+                ran = max(0.0, (now - row.run_started_at).total_seconds())
+                row.attained_gpu_s += ran * gpus * (row.workers or 1)
+            action, for_job, target = row.stop_action, row.stop_for, row.target_workers
+            row.stop_action = row.stop_for = row.target_workers = None
+            because = f" for job {for_job}" if for_job else ""
+            if action == "resize" and target:
+                switch_job_status(
+                    session,
+                    row,
+                    JobStatus.PREEMPTED,
+                    reason="resized",
+                    message=f"stopped to resize to {target} workers{because}",
+                )
+                switch_job_status(session, row, JobStatus.PENDING, reason="requeued")
+                switch_job_status(session, row, JobStatus.STARTING, reason="resized",
+                                  message=f"{target} workers")  # fmt: skip
+                if target < (row.workers or 0):
+                    row.placement = None  # where the smaller group lands: Ray decides
+                row.workers, row.run_started_at = target, now
+                row.attempt += 1
+                row.submitted_at = None
+            else:
+                row.preemptions += 1
+                switch_job_status(session, row, JobStatus.PREEMPTED, reason="preempted",
+                                  message=f"preempted{because}")  # fmt: skip
+                switch_job_status(session, row, JobStatus.PENDING, reason="requeued")
+                row.queued_at = now
+                row.workers = row.placement = row.run_started_at = None
+        log.info("job %s stopped by the scheduler (%s)", job.id, action)
 
     def finish_from_result(
         self, job: ActiveJob, ray_status: str | None = None, ray_message: str | None = None

@@ -1,8 +1,9 @@
 """The job reconciler: the only writer of a job's status once it has been submitted.
 
-Each pass: admit pending jobs (one DB transaction, no Ray calls), send admitted jobs to
-Ray (Ray calls, no transaction open), then read Ray's view of every active job and apply
-it in a guarded transaction that drops a result gone stale meanwhile. On start, the same
+Each pass: schedule (one DB transaction, no Ray calls: admit, and mark jobs to preempt
+or resize), send admitted jobs to Ray (Ray calls, no transaction open), then read Ray's
+view of every active job — stopping those marked — and apply it in a guarded
+transaction that drops a result gone stale meanwhile. On start, the same
 pass re-attaches to every non-terminal job, since it only ever reads state from the DB.
 """
 
@@ -14,23 +15,18 @@ import time
 from collections import Counter
 
 import requests
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import RayJobNotFound, RaySubmissionRejected
-from raydc.scheduler.admission import AdmissionDecision, AdmissionSnapshot, admit_pending_jobs
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
-from raydc.server.services.job_status import switch_job_status
 from raydc.server.services.launch import build_launch
-from raydc.server.services.queue import pending_jobs, usage_by_tenant
-from raydc.server.services.tenants import quota_of
+from raydc.server.services.scheduling import QueueView, schedule
 from raydc.settings import Settings
-from raydc.specs.demand import Demand
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.store.db import transaction
-from raydc.store.models import JobRow, TenantRow
+from raydc.store.models import utcnow
 
 log = logging.getLogger(__name__)
 NODE_REFRESH_S = 5.0
@@ -53,7 +49,7 @@ class JobReconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.outcomes = JobOutcomes(settings, session_factory)
-        self.last_decision = AdmissionDecision()
+        self.last_queue = QueueView()
         self._starting = False
         self._launch_errors: Counter[str] = Counter()
 
@@ -91,7 +87,7 @@ class JobReconciler:
         if cluster is None:
             return
         if not self.admission_paused:
-            self.admit()
+            self.schedule()
         self.launch_admitted(cluster)
         self.sync_active(cluster)
 
@@ -106,37 +102,13 @@ class JobReconciler:
         self.link.refresh_nodes_if_due(NODE_REFRESH_S)
         return self.link.cluster
 
-    # -- admission --------------------------------------------------------------------
-    def admit(self) -> list[str]:
-        capacity = self.link.capacity
+    # -- scheduling -------------------------------------------------------------------
+    def schedule(self) -> list[str]:
+        """One scheduling pass in one transaction; returns the jobs it admitted."""
         with transaction(self.sessions) as session:
-            pending = [queued.job for queued in pending_jobs(session)]
-            if not pending:
-                self.last_decision = AdmissionDecision()
-                return []
-            usage = usage_by_tenant(session)
-            in_use = sum(usage.values(), Demand())
-            quotas = {row.name: quota_of(row) for row in session.scalars(select(TenantRow))}
-            decision = admit_pending_jobs(
-                AdmissionSnapshot(
-                    pending=pending,
-                    tenant_usage=usage,
-                    tenant_quota=quotas,
-                    free_capacity=capacity.total - in_use if capacity is not None else None,
-                    total_capacity=capacity.total if capacity is not None else None,
-                )
-            )
-            admitted = session.scalars(
-                select(JobRow)
-                .where(JobRow.id.in_(decision.admitted), JobRow.status == JobStatus.PENDING.value)
-                .with_for_update()
-            )
-            for job in admitted:
-                switch_job_status(session, job, JobStatus.STARTING, reason="admitted")
-                job.attempt += 1
-                job.submitted_at = None
-            self.last_decision = decision
-            return decision.admitted
+            view, admitted = schedule(session, self.settings, self.link.capacity, utcnow())
+        self.last_queue = view
+        return admitted
 
     # -- launching --------------------------------------------------------------------
     def launch_admitted(self, cluster: RayCluster) -> None:
@@ -165,7 +137,18 @@ class JobReconciler:
                 return
             self.outcomes.mark_submitted(job)  # the sync pass sees it STOPPED
             return
-        request = build_launch(self.settings, job.id, job.tenant, job.attempt, job.spec)
+        if job.stop_action is not None:
+            # Preempted or resized before it was recorded as sent: stop it if it got there.
+            try:
+                cluster.jobs.stop(job.sid)
+            except RayJobNotFound:
+                self.outcomes.stopped(job)
+                return
+            self.outcomes.mark_submitted(job)
+            return
+        request = build_launch(
+            self.settings, job.id, job.tenant, job.attempt, job.spec, job.workers
+        )
         try:
             cluster.jobs.submit(
                 request.submission_id, request.entrypoint, request.runtime_env, request.metadata
@@ -211,7 +194,8 @@ class JobReconciler:
         except RayJobNotFound:
             self.outcomes.lost(job)
             return
-        if job.cancel_requested and state.status in ("PENDING", "RUNNING"):
+        wants_stop = job.cancel_requested or job.stop_action is not None
+        if wants_stop and state.status in ("PENDING", "RUNNING"):
             cluster.jobs.stop(job.sid)
             return
         self.outcomes.apply(cluster, job, state)

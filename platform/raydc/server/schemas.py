@@ -18,12 +18,21 @@ class Out(BaseModel):
 class TenantOut(Out):
     name: str
     quota: Quota
+    weight: float
+    borrowing_limit: Quota
     created_at: datetime
 
     @classmethod
     def of(cls, row: TenantRow) -> TenantOut:
         quota = Quota(cpu=row.quota_cpu, gpu=row.quota_gpu, memory_gb=row.quota_memory_gb)
-        return cls(name=row.name, quota=quota, created_at=row.created_at)
+        limit = Quota(cpu=row.borrow_cpu, gpu=row.borrow_gpu, memory_gb=row.borrow_memory_gb)
+        return cls(
+            name=row.name,
+            quota=quota,
+            weight=row.weight,
+            borrowing_limit=limit,
+            created_at=row.created_at,
+        )
 
 
 class TokenCreated(Out):
@@ -106,6 +115,9 @@ class QueueEntry(Out):
     priority: str
     created_at: datetime
     reason: str | None
+    # quota_exhausted, behind_higher_priority, reserved_for_job, no_node_fits,
+    # waiting_for_scale_up, waiting_for_preemption, cluster_full, cluster_unknown
+    reason_code: str | None = None
 
 
 class NodeOut(Out):

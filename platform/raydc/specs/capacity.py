@@ -20,6 +20,8 @@ class NodeResources(Protocol):
     def memory_gb(self) -> float: ...
     @property
     def custom(self) -> dict[str, float]: ...
+    @property
+    def node_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ClusterCapacity:
     nodes: tuple[Demand, ...]
     # Custom Ray resources of each node, in the same order as `nodes`.
     node_custom: tuple[dict[str, float], ...] = ()
+    # Ray node ids, in the same order as `nodes`; empty = unknown (numbered instead).
+    node_ids: tuple[str, ...] = ()
 
     def worker_fits_a_node(self, worker: Demand, custom: dict[str, float] | None = None) -> bool:
         extras = self.node_custom or tuple({} for _ in self.nodes)
@@ -45,5 +49,6 @@ def capacity_of(nodes: Iterable[NodeResources]) -> ClusterCapacity:
     for node in resources:
         total = total + node
     return ClusterCapacity(
-        total=total, nodes=resources, node_custom=tuple(dict(n.custom) for n in alive)
-    )
+        total=total, nodes=resources, node_custom=tuple(dict(n.custom) for n in alive),
+        node_ids=tuple(n.node_id for n in alive),
+    )  # fmt: skip

@@ -41,8 +41,18 @@ class WorkerRange(StrictModel):
         return self
 
 
+class PlacementStrategy(StrEnum):
+    """How a job's workers spread over nodes: Ray's placement group strategies."""
+
+    PACK = "PACK"  # as few nodes as possible
+    SPREAD = "SPREAD"  # over as many nodes as possible, several per node if need be
+    STRICT_PACK = "STRICT_PACK"  # all on one node
+    STRICT_SPREAD = "STRICT_SPREAD"  # each on a different node
+
+
 class Resources(StrictModel):
     workers: int | WorkerRange = Field(default=1, description="a count, or {min, max} (elastic)")
+    placement: PlacementStrategy = PlacementStrategy.PACK
     cpus_per_worker: float = Field(default=1.0, ge=0)
     gpus_per_worker: float = Field(default=0.0, ge=0)
     memory_gb_per_worker: float = Field(default=0.0, ge=0)

@@ -18,16 +18,34 @@ class Role(StrEnum):
 
 
 class Quota(StrictModel):
-    """A tenant's limit on admitted work; None means unlimited."""
+    """Per-resource limits (a quota, or a borrowing limit); None means unlimited."""
 
     cpu: float | None = Field(default=None, ge=0)
     gpu: float | None = Field(default=None, ge=0)
     memory_gb: float | None = Field(default=None, ge=0)
 
 
+class TenantScheduling(StrictModel):
+    """How a tenant shares the cluster beyond its quota.
+
+    `weight` scales its fair share among tenants at the same priority. `borrowing_limit` is
+    how much it may use beyond its quota out of other tenants' idle quota (None = no limit,
+    0 = may not borrow); borrowed capacity is reclaimed by preemption when the lender needs it.
+    """
+
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    borrowing_limit: Quota = Field(default_factory=Quota)
+
+
 class TenantCreate(StrictModel):
     name: str = Field(pattern=TENANT_NAME_PATTERN)
     quota: Quota = Field(default_factory=Quota)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    borrowing_limit: Quota = Field(default_factory=Quota)
+
+    @property
+    def scheduling(self) -> TenantScheduling:
+        return TenantScheduling(weight=self.weight, borrowing_limit=self.borrowing_limit)
 
 
 class TokenCreate(StrictModel):

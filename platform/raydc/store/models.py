@@ -55,6 +55,14 @@ class TenantRow(Base):
     quota_cpu: Mapped[float | None] = mapped_column(Float)
     quota_gpu: Mapped[float | None] = mapped_column(Float)
     quota_memory_gb: Mapped[float | None] = mapped_column(Float)
+    # Fair-share weight among tenants at the same priority: a weight-2 tenant's fair share
+    # is twice a weight-1 tenant's.
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
+    # Borrowing limits: how much a tenant may use BEYOND its quota out of other tenants'
+    # idle quota (reclaimed by preemption when they need it). NULL = no limit, 0 = none.
+    borrow_cpu: Mapped[float | None] = mapped_column(Float)
+    borrow_gpu: Mapped[float | None] = mapped_column(Float)
+    borrow_memory_gb: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -103,6 +111,23 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # -- scheduling state of the current (or last admitted) run --------------------
+    workers: Mapped[int | None] = mapped_column(Integer)
+    # {node_id: worker count} the scheduler placed the current run on.
+    placement: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the current run was admitted; with `workers`, what its attained service grows by.
+    run_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # GPU-seconds received by finished runs only (the current run is added on the fly).
+    attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # When the job last became PENDING (submit or requeue): its place in the queue.
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A stop the scheduler asked for: "preempt" or "resize"; stop_for is the job id the
+    # stop makes room for, target_workers the size of the run after a resize.
+    stop_action: Mapped[str | None] = mapped_column(String(16))
+    stop_for: Mapped[str | None] = mapped_column(String(64))
+    target_workers: Mapped[int | None] = mapped_column(Integer)
 
 
 class JobEventRow(Base):

@@ -16,6 +16,7 @@ from raydc.workloads.protocol import (
     ENV_JOB_SPEC,
     ENV_RESULT_PATH,
     ENV_RUNS_DIR,
+    ENV_WORKERS,
     write_result,
 )
 from raydc.workloads.train import run_train
@@ -35,7 +36,8 @@ def main() -> int:
     spec = parse_job_spec(json.loads(os.environ[ENV_JOB_SPEC]))
     print(f"raydc: job {job_id} ({spec.kind} '{spec.name}') starting", flush=True)
     try:
-        outcome = run_train(spec, job_id, Path(os.environ[ENV_RUNS_DIR]))
+        workers = int(os.environ[ENV_WORKERS]) if os.environ.get(ENV_WORKERS) else None
+        outcome = run_train(spec, job_id, Path(os.environ[ENV_RUNS_DIR]), workers)
     except EntrypointError as error:
         print(f"raydc: {error}", file=sys.stderr, flush=True)
         write_result(result_path, {"status": "failed", "error": str(error)})

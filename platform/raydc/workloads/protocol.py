@@ -17,6 +17,9 @@ ENV_JOB_ID = "RAYDC_JOB_ID"
 ENV_JOB_SPEC = "RAYDC_JOB_SPEC"
 ENV_RESULT_PATH = "RAYDC_RESULT_PATH"
 ENV_RUNS_DIR = "RAYDC_RUNS_DIR"
+# Workers the scheduler gave this run; the job runs at exactly this size until the
+# scheduler resizes it (stop, then resume from the checkpoint at the new size).
+ENV_WORKERS = "RAYDC_WORKERS"
 
 ENTRYPOINT = "python -m raydc.workloads"
 

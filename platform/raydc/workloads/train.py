@@ -16,31 +16,39 @@ log = logging.getLogger(__name__)
 _BYTES_PER_GB = 1024**3
 
 
-def scaling_config(resources: Resources) -> ScalingConfig:
+def scaling_config(resources: Resources, workers: int | None = None) -> ScalingConfig:
+    """Ray's scaling config: ``workers`` as the scheduler sized the run, else the spec's."""
     per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker, **resources.custom}
     if resources.gpus_per_worker > 0:
         per_worker["GPU"] = resources.gpus_per_worker
     if resources.memory_gb_per_worker > 0:
         per_worker["memory"] = resources.memory_gb_per_worker * _BYTES_PER_GB
-    workers: int | tuple[int, int] = (
-        (resources.min_workers, resources.max_workers)
-        if resources.is_elastic
-        else resources.min_workers
-    )
+    size: int | tuple[int, int]
+    if workers is not None:
+        # raydc's scheduler owns the size: Ray must not grow the group onto capacity
+        # the scheduler gave to another job.
+        size = max(resources.min_workers, min(resources.max_workers, workers))
+    elif resources.is_elastic:
+        size = (resources.min_workers, resources.max_workers)
+    else:
+        size = resources.min_workers
     return ScalingConfig(
         # Train V2 takes (min, max) for an elastic group; mypy sees V1's signature.
-        num_workers=workers,  # type: ignore[arg-type]
+        num_workers=size,  # type: ignore[arg-type]
         use_gpu=resources.gpus_per_worker > 0,
         resources_per_worker=per_worker,
+        placement_strategy=resources.placement.value,
     )
 
 
-def build_trainer(spec: TrainSpec, job_id: str, runs_dir: Path) -> TorchTrainer:
+def build_trainer(
+    spec: TrainSpec, job_id: str, runs_dir: Path, workers: int | None = None
+) -> TorchTrainer:
     train_loop = resolve_entrypoint(spec.entrypoint)
     return TorchTrainer(
         train_loop_per_worker=train_loop,
         train_loop_config=dict(spec.config),
-        scaling_config=scaling_config(spec.resources),
+        scaling_config=scaling_config(spec.resources, workers),
         run_config=RunConfig(
             # The job id names the run: a retried or requeued job finds its own
             # checkpoints under this name and resumes from the latest one.
@@ -52,8 +60,10 @@ def build_trainer(spec: TrainSpec, job_id: str, runs_dir: Path) -> TorchTrainer:
     )
 
 
-def run_train(spec: TrainSpec, job_id: str, runs_dir: Path) -> dict[str, Any]:
-    trainer = build_trainer(spec, job_id, runs_dir)
+def run_train(
+    spec: TrainSpec, job_id: str, runs_dir: Path, workers: int | None = None
+) -> dict[str, Any]:
+    trainer = build_trainer(spec, job_id, runs_dir, workers)
     result = trainer.fit()
     checkpoint = result.checkpoint
     return {

@@ -1,4 +1,4 @@
-"""Tenants, quotas and tokens (admins only)."""
+"""Tenants, quotas, scheduling settings and tokens (admins only)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from raydc.server.deps import Admin, ControlPlaneDep
 from raydc.server.schemas import TenantOut, TokenCreated
 from raydc.server.services import tenants, tokens
-from raydc.specs.tenants import Quota, TenantCreate, TokenCreate
+from raydc.specs.tenants import Quota, TenantCreate, TenantScheduling, TokenCreate
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -28,6 +28,15 @@ def list_tenants(cp: ControlPlaneDep, _: Admin) -> list[TenantOut]:
 def set_quota(tenant: str, body: Quota, cp: ControlPlaneDep, _: Admin) -> TenantOut:
     with cp.tx() as session:
         row = tenants.set_quota(session, tenant, body)
+    cp.reconciler.wake()
+    return TenantOut.of(row)
+
+
+@router.put("/tenants/{tenant}/scheduling")
+def set_scheduling(tenant: str, body: TenantScheduling, cp: ControlPlaneDep, _: Admin) -> TenantOut:
+    """Fair-share weight and borrowing limit; fields left out take their defaults."""
+    with cp.tx() as session:
+        row = tenants.set_scheduling(session, tenant, body)
     cp.reconciler.wake()
     return TenantOut.of(row)
 

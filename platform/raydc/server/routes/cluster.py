@@ -32,11 +32,14 @@ def get_cluster(cp: ControlPlaneDep, principal: Reader) -> ClusterOut:
 
 @router.get("/queue")
 def get_queue(cp: ControlPlaneDep, principal: Reader) -> list[QueueEntry]:
-    decision = cp.reconciler.last_decision
+    view = cp.reconciler.last_queue
     with cp.tx() as session:
-        queued = pending_in_order(session, principal)
-    return [
-        QueueEntry(id=q.job.id, name=q.name, tenant=q.job.tenant, priority=q.priority,
-                   created_at=q.job.created_at, reason=wait_reason(decision, q.job.id, principal))
-        for q in queued
-    ]  # fmt: skip
+        queued = pending_in_order(session, principal, view)
+    entries = []
+    for q in queued:
+        code, reason = wait_reason(view, q.id, principal)
+        entries.append(
+            QueueEntry(id=q.id, name=q.name, tenant=q.tenant, priority=q.priority,
+                       created_at=q.created_at, reason=reason, reason_code=code)
+        )  # fmt: skip
+    return entries

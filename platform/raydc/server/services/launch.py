@@ -36,7 +36,12 @@ def logs_path(settings: Settings, job_id: str, sid: str) -> Path:
 
 
 def build_launch(
-    settings: Settings, job_id: str, tenant: str, attempt: int, spec: dict[str, Any]
+    settings: Settings,
+    job_id: str,
+    tenant: str,
+    attempt: int,
+    spec: dict[str, Any],
+    workers: int | None = None,
 ) -> LaunchRequest:
     sid = submission_id(job_id, attempt)
     code = spec["code"]
@@ -58,6 +63,8 @@ def build_launch(
         protocol.ENV_RUNS_DIR: str(settings.runs_dir),
         "HF_HUB_OFFLINE": "1",
     }
+    if workers is not None:
+        runtime_env["env_vars"][protocol.ENV_WORKERS] = str(workers)
     return LaunchRequest(
         submission_id=sid,
         entrypoint=protocol.ENTRYPOINT,

@@ -1,18 +1,19 @@
 """The queue and the cluster's usage as raydc accounts it (admitted jobs' demand).
 
-These read only the few columns scheduling needs, never whole rows with their specs:
-the admission pass runs every second over every pending job.
+These read only the few columns they need, never whole rows with their specs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from raydc.scheduler.admission import AdmissionDecision, PendingJob, queue_order
+from raydc.scheduler.model import WaitCode
 from raydc.security.rbac import Principal
+from raydc.server.services.scheduling import QueueView
 from raydc.specs.demand import Demand
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus
 from raydc.store.models import JobRow
@@ -22,33 +23,22 @@ _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 @dataclass(frozen=True)
 class QueuedJob:
-    job: PendingJob
+    id: str
+    tenant: str
     name: str
     priority: str
+    priority_rank: int
+    created_at: datetime
 
 
 def pending_jobs(session: Session, tenant: str | None = None) -> list[QueuedJob]:
     query = select(
-        JobRow.id, JobRow.tenant, JobRow.priority_rank, JobRow.created_at, JobRow.demand_cpu,
-        JobRow.demand_gpu, JobRow.demand_memory_gb, JobRow.name, JobRow.priority,
+        JobRow.id, JobRow.tenant, JobRow.name, JobRow.priority, JobRow.priority_rank,
+        JobRow.created_at,
     ).where(JobRow.status == JobStatus.PENDING.value)  # fmt: skip
     if tenant is not None:
         query = query.where(JobRow.tenant == tenant)
-    return [
-        QueuedJob(PendingJob(r[0], r[1], r[2], r[3], Demand(r[4], r[5], r[6])), r[7], r[8])
-        for r in session.execute(query)
-    ]
-
-
-def usage_by_tenant(session: Session) -> dict[str, Demand]:
-    """Demand of each tenant's admitted (STARTING/RUNNING) jobs."""
-    query = (
-        select(JobRow.tenant, func.sum(JobRow.demand_cpu), func.sum(JobRow.demand_gpu),
-               func.sum(JobRow.demand_memory_gb))
-        .where(JobRow.status.in_(_ACTIVE))
-        .group_by(JobRow.tenant)
-    )  # fmt: skip
-    return {tenant: Demand(cpu, gpu, mem) for tenant, cpu, gpu, mem in session.execute(query)}
+    return [QueuedJob(*row) for row in session.execute(query)]
 
 
 def usage_and_pending(session: Session) -> tuple[Demand, Demand]:
@@ -68,15 +58,32 @@ def usage_and_pending(session: Session) -> tuple[Demand, Demand]:
     return in_use, pending
 
 
-def pending_in_order(session: Session, principal: Principal) -> list[QueuedJob]:
+def pending_in_order(session: Session, principal: Principal, view: QueueView) -> list[QueuedJob]:
+    """Pending jobs in the order the last scheduling pass considered them (jobs it has
+    not seen yet last, by priority and age)."""
     queued = pending_jobs(session, None if principal.is_admin else principal.tenant)
-    by_id = {q.job.id: q for q in queued}
-    return [by_id[job.id] for job in queue_order([q.job for q in queued])]
+    position = {job_id: i for i, job_id in enumerate(view.decisions.order)}
+    unseen = len(position)
+    return sorted(
+        queued, key=lambda q: (position.get(q.id, unseen), -q.priority_rank, q.created_at, q.id)
+    )
 
 
-def wait_reason(decision: AdmissionDecision, job_id: str, principal: Principal) -> str | None:
-    """Why a job waits, without naming another tenant's job to a tenant's user."""
-    blocker = decision.blocked_by.get(job_id)
-    if blocker is not None and not principal.sees_tenant(blocker.tenant):
-        return "behind a job of another tenant, which waits for capacity"
-    return decision.waiting.get(job_id)
+_OTHER_TENANT = {
+    WaitCode.HIGHER_PRIORITY: "behind a higher-priority job of another tenant",
+    WaitCode.RESERVED: "capacity reserved for a job of another tenant",
+    WaitCode.PREEMPTING: "waiting for preempted jobs to stop",
+}
+
+
+def wait_reason(
+    view: QueueView, job_id: str, principal: Principal
+) -> tuple[str | None, str | None]:
+    """Why a job waits (code, sentence), without naming another tenant's job to a tenant's
+    user."""
+    wait = view.decisions.waiting.get(job_id)
+    if wait is None:
+        return None, None
+    if wait.blocker is not None and not principal.sees_tenant(view.tenant_of.get(wait.blocker, "")):
+        return wait.code.value, _OTHER_TENANT.get(wait.code, "waiting on a job of another tenant")
+    return wait.code.value, wait.message

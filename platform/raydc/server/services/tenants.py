@@ -1,4 +1,4 @@
-"""Tenants and their quotas."""
+"""Tenants: their quotas and scheduling settings (fair-share weight, borrowing limit)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from raydc.server.errors import Conflict, NotFound
-from raydc.specs.tenants import Quota, TenantCreate
+from raydc.specs.tenants import Quota, TenantCreate, TenantScheduling
 from raydc.store.models import TenantRow
 
 DEFAULT_TENANT = "default"
@@ -15,6 +15,17 @@ DEFAULT_TENANT = "default"
 
 def quota_of(row: TenantRow) -> Quota:
     return Quota(cpu=row.quota_cpu, gpu=row.quota_gpu, memory_gb=row.quota_memory_gb)
+
+
+def scheduling_of(row: TenantRow) -> TenantScheduling:
+    borrowing_limit = Quota(cpu=row.borrow_cpu, gpu=row.borrow_gpu, memory_gb=row.borrow_memory_gb)
+    return TenantScheduling(weight=row.weight, borrowing_limit=borrowing_limit)
+
+
+def _apply_scheduling(row: TenantRow, scheduling: TenantScheduling) -> None:
+    limit = scheduling.borrowing_limit
+    row.weight = scheduling.weight
+    row.borrow_cpu, row.borrow_gpu, row.borrow_memory_gb = limit.cpu, limit.gpu, limit.memory_gb
 
 
 def ensure_tenant(session: Session, name: str) -> TenantRow:
@@ -33,6 +44,7 @@ def create_tenant(session: Session, request: TenantCreate) -> TenantRow:
         name=request.name, quota_cpu=request.quota.cpu, quota_gpu=request.quota.gpu,
         quota_memory_gb=request.quota.memory_gb,
     )  # fmt: skip
+    _apply_scheduling(row, request.scheduling)
     session.add(row)
     try:
         session.flush()
@@ -55,4 +67,10 @@ def list_tenants(session: Session) -> list[TenantRow]:
 def set_quota(session: Session, name: str, quota: Quota) -> TenantRow:
     row = get_tenant(session, name)
     row.quota_cpu, row.quota_gpu, row.quota_memory_gb = quota.cpu, quota.gpu, quota.memory_gb
+    return row
+
+
+def set_scheduling(session: Session, name: str, scheduling: TenantScheduling) -> TenantRow:
+    row = get_tenant(session, name)
+    _apply_scheduling(row, scheduling)
     return row

@@ -1,0 +1,415 @@
+"""raydc's scheduling policy: ``decide(snapshot) -> decisions``, a pure function.
+
+One pass walks the pending jobs in scheduling order (see ordering.py) and, for each:
+1. checks its tenant's quota (with borrowing); over quota it may only stop its own
+   tenant's lower-priority jobs, otherwise it waits without blocking anyone;
+2. places all of its minimum workers on real nodes, or
+3. when the cluster is too small for it even empty: asks the autoscaler for it if the
+   cluster's node types can hold it, and waits without blocking anyone;
+4. otherwise looks for the cheapest set of jobs to stop (preemption.py);
+5. failing that, the first blocked jobs reserve capacity: later (smaller) jobs backfill
+   only around it, so a large job is not starved by a stream of small ones.
+After the walk, idle capacity grows elastic jobs toward their maximum — but only when
+no job waits for capacity. Pending demand the cluster could grow to hold becomes the
+autoscaler request; the request also holds what runs, so it shrinks as the queue drains.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+
+from raydc.scheduler import preemption
+from raydc.scheduler.model import (
+    Admit,
+    Decisions,
+    Job,
+    Preempt,
+    Resize,
+    Shape,
+    Snapshot,
+    Strategy,
+    Wait,
+    WaitCode,
+)
+from raydc.scheduler.ordering import Order, effective_priority
+from raydc.scheduler.placement import FreeMap
+from raydc.scheduler.quotas import Ledger, Vector
+
+_CAPACITY_WAITS = {WaitCode.CAPACITY, WaitCode.RESERVED, WaitCode.PREEMPTING}
+
+
+def decide(snapshot: Snapshot) -> Decisions:
+    if snapshot.nodes is None:
+        decisions = Decisions()
+        for job in sorted(snapshot.pending, key=lambda j: (-j.priority, j.submitted_at, j.id)):
+            decisions.order.append(job.id)
+            decisions.waiting[job.id] = Wait(
+                WaitCode.CLUSTER_UNKNOWN, "waiting for the cluster to connect"
+            )
+        return decisions
+    return _Pass(snapshot).run()
+
+
+class _Pass:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snap = snapshot
+        self.now = snapshot.now
+        self.config = snapshot.config
+        self.out = Decisions()
+        nodes = snapshot.nodes or []
+        self.empty = FreeMap(nodes)
+        self.free = FreeMap(nodes)
+        self.placements = {j.id: j.placement for j in snapshot.running if j.placement is not None}
+        self.free.take_all([(j.shape, j.placement) for j in snapshot.running if j.placement])
+        for job in snapshot.running:
+            if job.placement is None:  # not placed by us (recovered): put it where it fits
+                placement = self.free.place(job.shape, job.workers, job.strategy) or {}
+                self.free.take(job.shape, placement)
+                self.placements[job.id] = placement
+        self.ledger = Ledger(snapshot.tenants, snapshot.running, self.empty.totals())
+        self.levels: dict[str, int] = {}
+        self.lowest_priority = 99
+        self.shrinkable = False
+        self.top_level: dict[int, int] = {}  # priority -> highest level that may be time-shared
+        self._summarize_running()
+        self.stopping: dict[str, list[Job]] = {}
+        for job in snapshot.running:
+            if job.stopping_for is not None:
+                self.stopping.setdefault(job.stopping_for, []).append(job)
+        self.largest = FreeMap.of_node_types(snapshot.node_types) if snapshot.node_types else None
+        self.can_grow = self.largest is not None and len(self.largest) > len(self.empty)
+        self.gone: set[str] = set()  # running jobs chosen to stop in this pass
+        self.holds: list[tuple[Shape, dict[str, int], str]] = []  # capacity promised ahead
+        self.reservations_left = self.config.reservations
+        self.attempts_left = self.config.preemption_attempts if self.config.preemption else 0
+        self.first_blocked: tuple[int, str] | None = None
+        self.capacity_wait = False
+        self.failed: dict[tuple[Shape, Strategy], int] = {}
+        self.fits_cache: dict[tuple[int, Shape, Strategy, int], bool] = {}
+        self.scale_bundles: list[tuple[Shape, int]] = []
+        self.admitted_elastic: list[Job] = []
+        self.hopeless: dict[tuple[object, ...], int] = {}  # preemption failed at >= workers
+
+    def _summarize_running(self) -> None:
+        """Service levels, and what could ever be stopped this pass (so most blocked jobs
+        skip the search for victims)."""
+        now, config = self.now, self.config
+        thresholds, min_run = config.service_levels_gpu_s, config.min_run_s
+        for job in self.snap.running:
+            ran = now - job.started_at if job.started_at is not None else 0.0
+            attained = job.attained_gpu_s + ran * job.shape.gpu * job.workers
+            level = bisect.bisect_right(thresholds, attained) if thresholds else 0
+            self.levels[job.id] = level
+            if job.priority < self.lowest_priority:
+                self.lowest_priority = job.priority
+            if job.max_workers > job.min_workers and job.workers > job.min_workers:
+                self.shrinkable = True
+            if ran >= min_run and level > self.top_level.get(job.priority, -1):
+                self.top_level[job.priority] = level
+
+    # -- the walk ---------------------------------------------------------------------
+    def run(self) -> Decisions:
+        order = Order(self.snap.pending, self.now, self.config, self.levels)
+        depth = self.config.queue_depth
+        for job in order.jobs(self.ledger.share):
+            self.out.order.append(job.id)
+            if not self._consider(job) and not self.config.explain:
+                # Like Slurm's queue depth: once nothing more fits, look only so far.
+                if depth <= 0 and self._nothing_fits(order.shapes):
+                    break
+                depth -= 1
+        if not self.capacity_wait:
+            self._grow()
+        if self.largest is not None:
+            self.out.scale_request = self._scale_request()
+        return self.out
+
+    def _nothing_fits(self, keys: set[tuple[Shape, Strategy]]) -> bool:
+        if all(self.failed.get(key) == 1 for key in keys):
+            return True
+        if any(self.free.any_node_fits(shape) for shape, _ in keys):
+            return False
+        for key in keys:
+            self.failed[key] = 1
+        return True
+
+    def _consider(self, job: Job) -> bool:
+        """Admit, hold room for, or explain ``job``; True if it was admitted."""
+        demand = job.shape.times(job.min_workers)
+        if self.ledger.refusal(job.tenant, demand) is not None:
+            if self._preempt_for(job, quota_blocked=True):
+                return self.config.instant_preemption
+            self._wait(job, WaitCode.QUOTA, lambda: self.ledger.refusal(job.tenant, demand) or "")
+            return False
+        if job.id in self.stopping and self._await_victims(job, demand):
+            return False
+        placement = self._place(job)
+        if placement is not None:
+            self._admit(job, placement)
+            return True
+        if not self._fits(self.empty, job):
+            self._too_large(job)
+            return False
+        if self._preempt_for(job, quota_blocked=False):
+            return self.config.instant_preemption
+        self._blocked(job)
+        return False
+
+    def _place(self, job: Job) -> dict[str, int] | None:
+        key = (job.shape, job.strategy)
+        failed = self.failed.get(key)
+        if failed is not None and job.min_workers >= failed:
+            return None
+        placement = self.free.place(job.shape, job.min_workers, job.strategy)
+        if placement is None:
+            self.failed[key] = min(job.min_workers, failed or job.min_workers)
+        return placement
+
+    def _fits(self, cluster: FreeMap, job: Job) -> bool:
+        key = (id(cluster), job.shape, job.strategy, job.min_workers)
+        known = self.fits_cache.get(key)
+        if known is None:
+            known = cluster.place(job.shape, job.min_workers, job.strategy) is not None
+            self.fits_cache[key] = known
+        return known
+
+    def _admit(self, job: Job, placement: dict[str, int]) -> None:
+        self.free.take(job.shape, placement)
+        self.ledger.add(job.tenant, job.shape.times(job.min_workers))
+        self.placements[job.id] = placement
+        self.out.admit.append(Admit(job.id, job.min_workers, placement))
+        if job.elastic:
+            self.admitted_elastic.append(job)
+
+    def _wait(
+        self, job: Job, code: WaitCode, message: Callable[[], str], blocker: str | None = None
+    ) -> None:
+        if code in _CAPACITY_WAITS:
+            self.capacity_wait = True
+        if self.config.explain:
+            self.out.waiting[job.id] = Wait(code, message(), blocker)
+
+    # -- jobs that do not fit ---------------------------------------------------------
+    def _too_large(self, job: Job) -> None:
+        need = f"{job.min_workers} x ({job.shape.describe()}) with {job.strategy}"
+        if self.largest is not None and self._fits(self.largest, job):
+            self.scale_bundles.append((job.shape, job.min_workers))
+            self._wait(job, WaitCode.SCALE_UP, lambda: f"waiting for scale-up: needs {need}")
+        elif not self.empty.any_node_fits(job.shape):
+            self._wait(job, WaitCode.NO_NODE_FITS,
+                       lambda: f"no node fits a worker ({job.shape.describe()})")  # fmt: skip
+        else:
+            self._wait(job, WaitCode.NO_NODE_FITS,
+                       lambda: f"the cluster cannot hold {need} even when empty")  # fmt: skip
+
+    def _blocked(self, job: Job) -> None:
+        self.capacity_wait = True
+        if self.can_grow and self.largest is not None and self._fits(self.largest, job):
+            self.scale_bundles.append((job.shape, job.min_workers))
+        rank = effective_priority(job, self.now, self.config)
+        if self.first_blocked is None:
+            self.first_blocked = (rank, job.id)
+        if self.reservations_left > 0:
+            self.reservations_left -= 1
+            self._reserve(job)
+        if self.can_grow:
+            self._wait(job, WaitCode.SCALE_UP, lambda: "waiting for scale-up: the cluster is full")
+            return
+        if self.holds and self.config.explain and self._fits_without_holds(job):
+            holder = self.holds[0][2]
+            self._wait(job, WaitCode.RESERVED, lambda: f"capacity reserved for job {holder}",
+                       holder)  # fmt: skip
+            return
+        first_rank, first_id = self.first_blocked
+        if first_rank > rank:
+            self._wait(job, WaitCode.HIGHER_PRIORITY,
+                       lambda: f"behind higher-priority job {first_id}", first_id)  # fmt: skip
+            return
+        self._wait(job, WaitCode.CAPACITY,
+                   lambda: f"cluster full: needs {job.min_workers} x ({job.shape.describe()}); "
+                   "waiting for running jobs to finish")  # fmt: skip
+
+    def _fits_without_holds(self, job: Job) -> bool:
+        trial = self.free.copy()
+        for shape, placement, _ in self.holds:
+            trial.give(shape, placement)
+        return trial.place(job.shape, job.min_workers, job.strategy) is not None
+
+    def _reserve(self, job: Job) -> None:
+        """Hold the nodes that free up soonest for ``job``; others may use only the rest."""
+        count = len(self.empty)
+        now_slots = [self.free.fits_on(job.shape, i) for i in range(count)]
+        order = sorted(range(count), key=lambda i: -now_slots[i])
+        placement: dict[str, int] = {}
+        need = job.min_workers
+        for i in order:
+            slots = self.empty.fits_on(job.shape, i)
+            if job.strategy is Strategy.STRICT_SPREAD:
+                slots = min(slots, 1)
+            if slots <= 0:
+                continue
+            take = min(slots, need)
+            placement[self.empty.ids[i]] = take
+            need -= take
+            if need == 0 or job.strategy is Strategy.STRICT_PACK:
+                break
+        if need > 0:
+            return
+        self.free.take(job.shape, placement)
+        self.failed.clear()
+        self.holds.append((job.shape, placement, job.id))
+
+    # -- preemption -------------------------------------------------------------------
+    def _await_victims(self, job: Job, demand: Vector) -> bool:
+        """Jobs already stopping for ``job``: hold their room for it while they stop."""
+        trial = self.free.copy()
+        victims = self.stopping[job.id]
+        for victim in victims:
+            trial.give(victim.shape, self.placements[victim.id])
+        placement = trial.place(job.shape, job.min_workers, job.strategy)
+        if placement is None:
+            return False
+        self._hold(job, placement, trial)
+        self.ledger.add(job.tenant, demand)
+        names = ", ".join(v.id for v in victims)
+        self._wait(job, WaitCode.PREEMPTING, lambda: f"waiting for {names} to stop", victims[0].id)
+        return True
+
+    def _hold(self, job: Job, placement: dict[str, int], after_stops: FreeMap) -> None:
+        after_stops.take(job.shape, placement)
+        self.free.clamp_to(after_stops)
+        self.failed.clear()
+        self.holds.append((job.shape, placement, job.id))
+
+    def _may_preempt(self, job: Job, quota_blocked: bool) -> bool:
+        if self.shrinkable or self.lowest_priority < job.priority:
+            return True
+        if self.top_level.get(job.priority, -1) > self.levels[job.id]:
+            return True
+        return (
+            not quota_blocked
+            and bool(self.snap.tenants)
+            and self.ledger.any_borrowing(exclude=job.tenant)
+        )
+
+    def _preempt_for(self, job: Job, *, quota_blocked: bool) -> bool:
+        if self.attempts_left <= 0 or not self._may_preempt(job, quota_blocked):
+            return False
+        key = (job.shape, job.strategy, job.priority, self.levels[job.id], job.tenant,
+               quota_blocked)  # fmt: skip
+        if self.hopeless.get(key, 1 << 30) <= job.min_workers:
+            return False
+        self.attempts_left -= 1
+        options = preemption.candidates(
+            job, self.snap.running, self.placements, self.levels, self.ledger, self.now,
+            self.config, quota_blocked=quota_blocked, exclude=self.gone,
+        )  # fmt: skip
+        if not options:
+            self.hopeless[key] = job.min_workers
+            return False
+        demand = job.shape.times(job.min_workers)
+
+        def quota_ok(own_freed: Vector) -> bool:
+            self.ledger.remove(job.tenant, own_freed)
+            ok = self.ledger.refusal(job.tenant, demand) is None
+            self.ledger.add(job.tenant, own_freed)
+            return ok
+
+        chosen = preemption.choose(job, options, self.free, self.ledger, quota_ok)
+        if chosen is None:
+            self.hopeless[key] = min(job.min_workers, self.hopeless.get(key, 1 << 30))
+            return False
+        victims, placement = chosen
+        after_stops = self.free.copy()
+        for victim in victims:
+            self.gone.add(victim.job.id)
+            self.ledger.remove(victim.job.tenant, victim.freed)
+            after_stops.give(victim.job.shape, victim.release)
+            if victim.keep_workers:
+                kept = dict(self.placements[victim.job.id])
+                for node, count in victim.release.items():
+                    kept[node] -= count
+                kept = {node: count for node, count in kept.items() if count > 0}
+                self.placements[victim.job.id] = kept
+                self.out.resize.append(
+                    Resize(victim.job.id, victim.keep_workers, kept, victim.reason, job.id)
+                )
+            else:
+                self.out.preempt.append(Preempt(victim.job.id, job.id, victim.reason))
+        if self.config.instant_preemption:
+            self.free = after_stops
+            self.failed.clear()
+            self._admit(job, placement)
+            return True
+        self._hold(job, placement, after_stops)
+        self.ledger.add(job.tenant, demand)
+        names = ", ".join(v.job.id for v in victims)
+        self._wait(job, WaitCode.PREEMPTING, lambda: f"waiting for {names} to stop",
+                   victims[0].job.id)  # fmt: skip
+        return True
+
+    # -- elastic growth and autoscaling -----------------------------------------------
+    def _grow(self) -> None:
+        admits = {a.job_id: i for i, a in enumerate(self.out.admit)}
+        for job in self.admitted_elastic:
+            grown = self._try_grow(job, job.min_workers)
+            if grown is not None:
+                self.out.admit[admits[job.id]] = Admit(job.id, *grown)
+        if not self.config.grow_running:
+            return
+        running = sorted(self.snap.running, key=lambda j: (-j.priority, j.submitted_at))
+        for job in running:
+            if not job.elastic or job.workers >= job.max_workers or job.id in self.gone:
+                continue
+            if job.stopping_for is not None:
+                continue
+            since = job.resized_at if job.resized_at is not None else job.started_at
+            if since is not None and self.now - since < self.config.resize_gap_s:
+                continue
+            grown = self._try_grow(job, job.workers)
+            if grown is not None:
+                self.out.resize.append(Resize(job.id, grown[0], grown[1], "grown on idle capacity"))
+
+    def _try_grow(self, job: Job, workers: int) -> tuple[int, dict[str, int]] | None:
+        current = self.placements[job.id]
+        self.free.give(job.shape, current)
+        self.ledger.remove(job.tenant, job.shape.times(workers))
+        for size in range(job.max_workers, workers, -1):
+            if self.ledger.refusal(job.tenant, job.shape.times(size)) is not None:
+                continue
+            placement = self.free.place(job.shape, size, job.strategy)
+            if placement is not None:
+                self.free.take(job.shape, placement)
+                self.ledger.add(job.tenant, job.shape.times(size))
+                self.placements[job.id] = placement
+                return size, placement
+        self.free.take(job.shape, current)
+        self.ledger.add(job.tenant, job.shape.times(workers))
+        return None
+
+    def _scale_request(self) -> list[dict[str, float]]:
+        """What runs plus what waits for a larger cluster, as the autoscaler's bundles."""
+        groups: list[tuple[Shape, int]] = []
+        admitted = {a.job_id: a.workers for a in self.out.admit}
+        for job in self.snap.running:
+            groups.append((job.shape, sum(self.placements.get(job.id, {}).values())))
+        for job in self.snap.pending:
+            if job.id in admitted:
+                groups.append((job.shape, admitted[job.id]))
+        groups.extend(self.scale_bundles)
+        cap = self.largest.totals() if self.largest is not None else (0.0, 0.0, 0.0)
+        total = [0.0, 0.0, 0.0]
+        bundles: list[dict[str, float]] = []
+        for shape, workers in groups:
+            for _ in range(workers):
+                if any(total[d] + need > cap[d] for d, need in enumerate(shape.times(1))):
+                    return bundles  # more than the largest cluster holds: ask for that much
+                for d, need in enumerate(shape.times(1)):
+                    total[d] += need
+                bundle = {"cpu": shape.cpu, "gpu": shape.gpu, "memory_gb": shape.memory_gb}
+                bundle.update(shape.custom)
+                bundle = {k: v for k, v in bundle.items() if v > 0}
+                if bundle:
+                    bundles.append(bundle)
+        return bundles
