@@ -46,15 +46,19 @@ class Order:
     ) -> None:
         thresholds = config.service_levels_gpu_s
         aging = config.aging_s
+        bisect_right = bisect.bisect_right
         shapes: dict[tuple[int, Strategy], tuple[Shape, Strategy]] = {}
         classes: dict[tuple[int, int], dict[str, list[Job]]] = {}
-        for job in sorted(pending, key=_SUBMISSION, reverse=True):  # newest first
-            level = bisect.bisect_right(thresholds, job.attained_gpu_s) if thresholds else 0
+        for job in pending:
+            attained = job.attained_gpu_s
+            level = bisect_right(thresholds, attained) if attained and thresholds else 0
             levels[job.id] = level
             rank = job.priority
             if aging > 0 and rank < TOP_PRIORITY:
                 since = job.queued_at if job.queued_at is not None else job.submitted_at
-                rank = min(TOP_PRIORITY, rank + max(0, int((now - since) // aging)))
+                waited = now - since
+                if waited >= aging:
+                    rank = min(TOP_PRIORITY, rank + int(waited // aging))
             by_tenant = classes.get((-rank, level))
             if by_tenant is None:
                 by_tenant = classes[(-rank, level)] = {}
@@ -71,7 +75,9 @@ class Order:
 
     def jobs(self, share: Callable[[str], float]) -> Iterator[Job]:
         for key in sorted(self.classes):
-            by_tenant = self.classes[key]  # each list is newest first: pop() gives the oldest
+            by_tenant = self.classes[key]
+            for jobs in by_tenant.values():  # sorted only once reached: newest first,
+                jobs.sort(key=_SUBMISSION, reverse=True)  # so pop() gives the oldest
             if len(by_tenant) == 1:
                 (jobs,) = by_tenant.values()
                 while jobs:
