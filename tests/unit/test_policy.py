@@ -204,7 +204,6 @@ def test_a_job_larger_than_the_cluster_blocks_nobody() -> None:
 
 
 def test_cluster_unknown_admits_nothing_and_says_so() -> None:
-    decisions = decide(snap([job("x")], cluster=None))
     decisions = decide(Snapshot(NOW, None, [], [job("x")]))
     assert decisions.admit == [] and decisions.waiting["x"].code is WaitCode.CLUSTER_UNKNOWN
 

@@ -117,9 +117,10 @@ def schedule(
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
     rows = {r.id: r for r in session.scalars(select(JobRow).where(JobRow.status.in_(_QUEUED)))}
     pending = [job_of_row(r) for r in rows.values() if r.status == JobStatus.PENDING.value]
-    if not pending:
-        return QueueView(), []
     running = [job_of_row(r) for r in rows.values() if r.status != JobStatus.PENDING.value]
+    # With nothing pending a pass can still grow an elastic job onto idle capacity.
+    if not pending and not any(j.workers < j.max_workers for j in running):
+        return QueueView(), []
     tenants = {row.name: tenant_of_row(row) for row in session.scalars(select(TenantRow))}
     snapshot = Snapshot(
         now=now.timestamp(), nodes=nodes_of(capacity), running=running, pending=pending,
