@@ -117,3 +117,26 @@ def test_the_raydc_policy_replays_through_the_live_decide() -> None:
     quotas = proportional_quotas(jobs, 2)
     fair, _ = simulate(jobs, GpuCluster(1, 2), RaydcPolicy(1, 2, tenants=quotas, interval_s=30))
     assert fair.preemptions == 0
+
+
+def test_the_raydc_policy_counts_cpus_when_nodes_have_a_cpu_limit() -> None:
+    from raydc.scheduler.sim_raydc import RaydcPolicy
+
+    # Two 1-GPU jobs fit the node's GPUs together, but not its 4 CPUs (3 each).
+    jobs = [TraceJob(0, 0, 100, 1, cpus=3), TraceJob(1, 0, 100, 1, cpus=3)]
+    _, unlimited = simulate(jobs, GpuCluster(1, 2), RaydcPolicy(1, 2, interval_s=1))
+    assert finish_times(unlimited) == [100, 100]
+    _, limited = simulate(jobs, GpuCluster(1, 2), RaydcPolicy(1, 2, 4, interval_s=1))
+    assert sorted(finish_times(limited)) == [100, 200]
+
+
+def test_the_sim_command_takes_a_cpu_limit_for_the_raydc_policy(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text("submit_time,duration,gpus,cpus\n0,100,1,3\n0,100,1,3\n")
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(app, ["sim", "--trace", str(path), "--nodes", "1",
+                                      "--gpus-per-node", "2", "--cpus-per-node", "4",
+                                      "--policy", "raydc", "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(out.read_text())
+    assert row["policy"] == "raydc" and row["makespan_s"] >= 200

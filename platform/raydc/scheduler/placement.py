@@ -3,34 +3,43 @@
 Each node's free resources are tracked separately, and a job's workers (identical
 bundles) are packed node by node, as a Ray placement group would place them. The sum
 over the cluster never decides anything: 8 free GPUs spread one per node do not hold a
-worker that needs two.
+worker that needs two. Per-node arithmetic is vectorized (numpy), so a placement over
+1,000 nodes costs tens of microseconds.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
 
 from raydc.scheduler.model import Node, NodeType, Shape, Strategy
 
 EPS = 1e-9
 UNBOUNDED = 1 << 30
+Slots = npt.NDArray[np.int64]
+Column = npt.NDArray[np.float64]
 
 
 class FreeMap:
     """Free resources per node; placements are taken from and given back to it."""
 
-    __slots__ = ("_has_custom", "cpu", "custom", "gpu", "ids", "index", "mem")
+    __slots__ = ("cpu", "custom", "gpu", "ids", "index", "mem", "version")
 
     def __init__(self, nodes: Iterable[Node]) -> None:
         nodes = list(nodes)
         self.ids = [n.id for n in nodes]
         self.index = {n.id: i for i, n in enumerate(nodes)}
-        self.cpu = [n.cpu for n in nodes]
-        self.gpu = [n.gpu for n in nodes]
-        self.mem = [n.memory_gb for n in nodes]
-        self.custom = [dict(n.custom) for n in nodes]
-        self._has_custom = any(self.custom)
+        self.cpu: Column = np.array([n.cpu for n in nodes], dtype=np.float64)
+        self.gpu: Column = np.array([n.gpu for n in nodes], dtype=np.float64)
+        self.mem: Column = np.array([n.memory_gb for n in nodes], dtype=np.float64)
+        names = sorted({name for n in nodes for name, _ in n.custom})
+        self.custom: dict[str, Column] = {
+            name: np.array([dict(n.custom).get(name, 0.0) for n in nodes], dtype=np.float64)
+            for name in names
+        }
+        self.version = 0  # bumps on every change, so callers can cache answers
 
     @classmethod
     def of_node_types(cls, types: Iterable[NodeType]) -> FreeMap:
@@ -44,131 +53,133 @@ class FreeMap:
 
     def copy(self) -> FreeMap:
         clone = FreeMap.__new__(FreeMap)
-        clone.ids, clone.index = self.ids, self.index
-        clone.cpu, clone.gpu, clone.mem = list(self.cpu), list(self.gpu), list(self.mem)
-        clone.custom = [dict(c) for c in self.custom] if self._has_custom else self.custom
-        clone._has_custom = self._has_custom
+        clone.ids, clone.index, clone.version = self.ids, self.index, 0
+        clone.cpu, clone.gpu, clone.mem = self.cpu.copy(), self.gpu.copy(), self.mem.copy()
+        clone.custom = {name: column.copy() for name, column in self.custom.items()}
         return clone
 
     def __len__(self) -> int:
         return len(self.ids)
 
     # -- what fits ------------------------------------------------------------------
-    def fits_on(self, shape: Shape, i: int) -> int:
-        """How many workers of ``shape`` node ``i`` can hold now."""
-        count = UNBOUNDED
-        if shape.cpu > 0:
-            count = min(count, math.floor((self.cpu[i] + EPS) / shape.cpu))
-        if shape.gpu > 0:
-            count = min(count, math.floor((self.gpu[i] + EPS) / shape.gpu))
-        if shape.memory_gb > 0:
-            count = min(count, math.floor((self.mem[i] + EPS) / shape.memory_gb))
+    def slots(self, shape: Shape) -> Slots:
+        """How many workers of ``shape`` each node can hold now."""
+        count = np.full(len(self.ids), UNBOUNDED, dtype=np.int64)
+        dims = ((self.cpu, shape.cpu), (self.gpu, shape.gpu), (self.mem, shape.memory_gb))
+        for column, need in dims:
+            if need > 0:
+                np.minimum(count, np.floor((column + EPS) / need).astype(np.int64), out=count)
         for name, need in shape.custom:
             if need > 0:
-                have = self.custom[i].get(name, 0.0) if self._has_custom else 0.0
-                count = min(count, math.floor((have + EPS) / need))
-        return max(count, 0)
+                have = self.custom.get(name)
+                if have is None:
+                    return np.zeros(len(self.ids), dtype=np.int64)
+                np.minimum(count, np.floor((have + EPS) / need).astype(np.int64), out=count)
+        return np.maximum(count, 0, out=count)
 
     def place(self, shape: Shape, workers: int, strategy: Strategy) -> dict[str, int] | None:
         """Where ``workers`` bundles of ``shape`` would go, or None if they do not all fit."""
         if workers <= 0:
             return {}
-        if shape.gpu > 0 and not shape.custom and shape.cpu == 0 and shape.memory_gb == 0:
-            slots = [math.floor((g + EPS) / shape.gpu) for g in self.gpu]  # the common case
-        else:
-            slots = [self.fits_on(shape, i) for i in range(len(self.ids))]
+        return self.place_in(self.slots(shape), workers, strategy)
+
+    def place_in(self, slots: Slots, workers: int, strategy: Strategy) -> dict[str, int] | None:
+        ids = self.ids
         if strategy is Strategy.STRICT_SPREAD:
-            usable = [i for i, k in enumerate(slots) if k >= 1]
+            usable = np.flatnonzero(slots >= 1)
             if len(usable) < workers:
                 return None
-            usable.sort(key=lambda i: slots[i])  # keep the emptiest nodes for others
-            return {self.ids[i]: 1 for i in usable[:workers]}
-        if sum(min(k, workers) for k in slots) < workers:
+            chosen = usable[np.argsort(slots[usable], kind="stable")[:workers]]
+            return {ids[i]: 1 for i in chosen.tolist()}  # the fullest nodes: keep big holes
+        if int(np.minimum(slots, workers).sum()) < workers:
             return None
         if strategy in (Strategy.PACK, Strategy.STRICT_PACK):
-            best = -1
-            for i, k in enumerate(slots):  # best fit: the fullest node that holds them all
-                if k >= workers and (best < 0 or k < slots[best]):
-                    best = i
-            if best >= 0:
-                return {self.ids[best]: workers}
+            holds_all = slots >= workers
+            if holds_all.any():  # best fit: the fullest node that holds them all
+                best = int(np.argmin(np.where(holds_all, slots, UNBOUNDED)))
+                return {ids[best]: workers}
             if strategy is Strategy.STRICT_PACK:
                 return None
-            placement: dict[str, int] = {}
-            need = workers
-            for i in sorted(range(len(slots)), key=lambda i: -slots[i]):
-                take = min(slots[i], need)
-                placement[self.ids[i]] = take
-                need -= take
-                if need == 0:
-                    return placement
-            return None
+            order = np.argsort(-slots, kind="stable")
+            taken = np.cumsum(slots[order])
+            last = int(np.searchsorted(taken, workers))
+            placement = {ids[i]: int(slots[i]) for i in order[:last].tolist()}
+            placement[ids[int(order[last])]] = workers - (int(taken[last - 1]) if last else 0)
+            return placement
         # SPREAD: one per node round-robin, emptiest nodes first, as many rounds as needed.
-        order = sorted((i for i, k in enumerate(slots) if k >= 1), key=lambda i: -slots[i])
+        order = np.argsort(-slots, kind="stable")
+        ordered = slots[order]
         spread: dict[str, int] = {}
-        need = workers
+        need, round_ = workers, 0
         while need > 0:
-            progressed = False
-            for i in order:
-                if need == 0:
-                    break
-                if slots[i] > 0:
-                    slots[i] -= 1
-                    spread[self.ids[i]] = spread.get(self.ids[i], 0) + 1
-                    need -= 1
-                    progressed = True
-            if not progressed:
-                return None
+            eligible = order[ordered > round_][:need].tolist()
+            for i in eligible:
+                spread[ids[i]] = spread.get(ids[i], 0) + 1
+            need -= len(eligible)
+            round_ += 1
         return spread
+
+    def any_node_fits(self, shape: Shape) -> bool:
+        return bool(len(self.ids)) and int(self.slots(shape).max()) >= 1
 
     # -- bookkeeping ----------------------------------------------------------------
     def take(self, shape: Shape, placement: dict[str, int]) -> None:
-        self._add(shape, placement, -1)
+        self._add(shape, placement, -1.0)
 
     def give(self, shape: Shape, placement: dict[str, int]) -> None:
-        self._add(shape, placement, +1)
+        self._add(shape, placement, 1.0)
 
-    def _add(self, shape: Shape, placement: dict[str, int], sign: int) -> None:
+    def _add(self, shape: Shape, placement: dict[str, int], sign: float) -> None:
+        self.version += 1
+        index = self.index
         for node_id, count in placement.items():
-            i = self.index.get(node_id)
+            i = index.get(node_id)
             if i is None:
                 continue  # a node that left the cluster: nothing to account
-            self.cpu[i] += sign * shape.cpu * count
-            self.gpu[i] += sign * shape.gpu * count
-            self.mem[i] += sign * shape.memory_gb * count
+            if shape.cpu:
+                self.cpu[i] += sign * shape.cpu * count
+            if shape.gpu:
+                self.gpu[i] += sign * shape.gpu * count
+            if shape.memory_gb:
+                self.mem[i] += sign * shape.memory_gb * count
             for name, need in shape.custom:
-                if self._has_custom:
-                    self.custom[i][name] = self.custom[i].get(name, 0.0) + sign * need * count
-
-    def clamp_to(self, later: FreeMap) -> None:
-        """Keep, per node, the smaller of now and ``later``: capacity promised ahead."""
-        for mine, theirs in ((self.cpu, later.cpu), (self.gpu, later.gpu), (self.mem, later.mem)):
-            for i, value in enumerate(theirs):
-                if value < mine[i]:
-                    mine[i] = value
-        if self._has_custom:
-            for mine_c, theirs_c in zip(self.custom, later.custom, strict=True):
-                for name, value in theirs_c.items():
-                    if value < mine_c.get(name, 0.0):
-                        mine_c[name] = value
+                column = self.custom.get(name)
+                if column is not None:
+                    column[i] += sign * need * count
 
     def take_all(self, placed: list[tuple[Shape, dict[str, int]]]) -> None:
         """Take many placements at once (a pass starts by taking every running job's)."""
-        index, cpu, gpu, mem = self.index, self.cpu, self.gpu, self.mem
+        index = self.index
+        rows: list[int] = []
+        amounts: list[tuple[float, float, float]] = []
         for shape, placement in placed:
             if shape.custom:
                 self.take(shape, placement)
                 continue
-            c, g, m = shape.cpu, shape.gpu, shape.memory_gb
             for node_id, count in placement.items():
                 i = index.get(node_id)
                 if i is not None:
-                    cpu[i] -= c * count
-                    gpu[i] -= g * count
-                    mem[i] -= m * count
+                    rows.append(i)
+                    amounts.append((shape.cpu * count, shape.gpu * count, shape.memory_gb * count))
+        if rows:
+            used = np.array(amounts, dtype=np.float64)
+            np.subtract.at(self.cpu, rows, used[:, 0])
+            np.subtract.at(self.gpu, rows, used[:, 1])
+            np.subtract.at(self.mem, rows, used[:, 2])
+        self.version += 1
+
+    def clamp_to(self, later: FreeMap) -> None:
+        """Keep, per node, the smaller of now and ``later``: capacity promised ahead."""
+        np.minimum(self.cpu, later.cpu, out=self.cpu)
+        np.minimum(self.gpu, later.gpu, out=self.gpu)
+        np.minimum(self.mem, later.mem, out=self.mem)
+        for name, column in self.custom.items():
+            np.minimum(column, later.custom[name], out=column)
+        self.version += 1
 
     def totals(self) -> tuple[float, float, float]:
-        return (sum(self.cpu), sum(self.gpu), sum(self.mem))
+        return (float(self.cpu.sum()), float(self.gpu.sum()), float(self.mem.sum()))
 
-    def any_node_fits(self, shape: Shape) -> bool:
-        return any(self.fits_on(shape, i) >= 1 for i in range(len(self.ids)))
+    def free_totals(self) -> list[float]:
+        """Free resources summed over nodes, ignoring nodes promised beyond what they have."""
+        return [float(np.clip(c, 0, None).sum()) for c in (self.cpu, self.gpu, self.mem)]

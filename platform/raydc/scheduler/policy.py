@@ -19,6 +19,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
+import numpy as np
+
 from raydc.scheduler import preemption
 from raydc.scheduler.model import (
     Admit,
@@ -89,6 +91,9 @@ class _Pass:
         self.fits_cache: dict[tuple[int, Shape, Strategy, int], bool] = {}
         self.scale_bundles: list[tuple[Shape, int]] = []
         self.admitted_elastic: list[Job] = []
+        self.unheld: tuple[int, FreeMap] | None = None
+        self.pool: preemption.VictimPool | None = None
+        self.unheld_cache: dict[tuple[Shape, Strategy, int], tuple[int, bool]] = {}
         self.hopeless: dict[tuple[object, ...], int] = {}  # preemption failed at >= workers
 
     def _summarize_running(self) -> None:
@@ -231,20 +236,28 @@ class _Pass:
                    "waiting for running jobs to finish")  # fmt: skip
 
     def _fits_without_holds(self, job: Job) -> bool:
-        trial = self.free.copy()
-        for shape, placement, _ in self.holds:
-            trial.give(shape, placement)
-        return trial.place(job.shape, job.min_workers, job.strategy) is not None
+        """Whether ``job`` would fit if nothing were held for others (explanations only)."""
+        key = (job.shape, job.strategy, job.min_workers)
+        known = self.unheld_cache.get(key)
+        if known is not None and known[0] == self.free.version:
+            return known[1]
+        if self.unheld is None or self.unheld[0] != self.free.version:
+            trial = self.free.copy()
+            for shape, placement, _ in self.holds:
+                trial.give(shape, placement)
+            self.unheld = (self.free.version, trial)
+        fits = self.unheld[1].place(job.shape, job.min_workers, job.strategy) is not None
+        self.unheld_cache[key] = (self.free.version, fits)
+        return fits
 
     def _reserve(self, job: Job) -> None:
         """Hold the nodes that free up soonest for ``job``; others may use only the rest."""
-        count = len(self.empty)
-        now_slots = [self.free.fits_on(job.shape, i) for i in range(count)]
-        order = sorted(range(count), key=lambda i: -now_slots[i])
+        order = np.argsort(-self.free.slots(job.shape), kind="stable").tolist()
+        whole = self.empty.slots(job.shape)
         placement: dict[str, int] = {}
         need = job.min_workers
         for i in order:
-            slots = self.empty.fits_on(job.shape, i)
+            slots = int(whole[i])
             if job.strategy is Strategy.STRICT_SPREAD:
                 slots = min(slots, 1)
             if slots <= 0:
@@ -301,13 +314,14 @@ class _Pass:
         if self.hopeless.get(key, 1 << 30) <= job.min_workers:
             return False
         self.attempts_left -= 1
-        options = preemption.candidates(
-            job, self.snap.running, self.placements, self.levels, self.ledger, self.now,
-            self.config, quota_blocked=quota_blocked, exclude=self.gone,
+        if self.pool is None:
+            self.pool = preemption.VictimPool(
+                self.snap.running, self.placements, self.levels, self.now
+            )
+        search = preemption.Search(
+            job, self.levels[job.id], self.ledger, self.config,
+            quota_blocked=quota_blocked, exclude=self.gone,
         )  # fmt: skip
-        if not options:
-            self.hopeless[key] = job.min_workers
-            return False
         demand = job.shape.times(job.min_workers)
 
         def quota_ok(own_freed: Vector) -> bool:
@@ -316,7 +330,7 @@ class _Pass:
             self.ledger.add(job.tenant, own_freed)
             return ok
 
-        chosen = preemption.choose(job, options, self.free, self.ledger, quota_ok)
+        chosen = preemption.choose(search, self.pool, self.free, self.empty, quota_ok)
         if chosen is None:
             self.hopeless[key] = min(job.min_workers, self.hopeless.get(key, 1 << 30))
             return False

@@ -39,6 +39,7 @@ class Ledger:
                 if tenant.nominal[d] is not None:
                     self.cohort_nominal[d] += tenant.nominal[d]  # type: ignore[operator]
         self.inverse_total = [1.0 / t if t > 0 else 0.0 for t in cluster_total]
+        self._borrowers: set[str] | None = None  # cached until usage changes
         usage = self.usage
         for job in running:
             shape, workers = job.shape, job.workers
@@ -64,6 +65,7 @@ class Ledger:
         return usage
 
     def add(self, name: str, demand: Vector, sign: float = 1.0) -> None:
+        self._borrowers = None
         usage = self.used(name)
         nominal = self.tenant(name).nominal
         for d in range(3):
@@ -118,7 +120,9 @@ class Ledger:
         )
 
     def any_borrowing(self, exclude: str) -> bool:
-        return any(name != exclude and self.borrowing(name) for name in self.usage)
+        if self._borrowers is None:
+            self._borrowers = {name for name in self.usage if self.borrowing(name)}
+        return bool(self._borrowers - {exclude})
 
     def borrowing_after(self, name: str, removed: Vector) -> bool:
         """Whether the tenant still borrows once ``removed`` has been taken away."""
