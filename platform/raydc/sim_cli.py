@@ -12,15 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from raydc.scheduler.cluster_model import GpuCluster
-from raydc.scheduler.sim_policies import POLICIES
-from raydc.scheduler.sim_raydc import RaydcPolicy, proportional_quotas
-from raydc.scheduler.simulator import Policy, SimResult, simulate
+from raydc.scheduler.replay import POLICY_NAMES, make_policy
+from raydc.scheduler.simulator import SimResult, simulate
 from raydc.scheduler.traces import TraceFormatError, load_trace
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 SHOWN_ERRORS = 20
-NAMES = (*POLICIES, "raydc")
+NAMES = POLICY_NAMES
 
 
 def sim(
@@ -62,12 +61,7 @@ def sim(
                   f"{total} GPUs and are left out")  # fmt: skip
     results: list[SimResult] = []
     for name in names:
-        chosen: Policy
-        if name == "raydc":
-            quotas = proportional_quotas(jobs, total)
-            chosen = RaydcPolicy(nodes, gpus_per_node, cpus_per_node, quotas)
-        else:
-            chosen = POLICIES[name]()
+        chosen = make_policy(name, jobs, nodes, gpus_per_node, cpus_per_node)
         result, _ = simulate(jobs, GpuCluster(nodes, gpus_per_node), chosen)
         results.append(result)
     _print_table(results)
