@@ -47,7 +47,6 @@ class Order:
         thresholds = config.service_levels_gpu_s
         aging = config.aging_s
         bisect_right = bisect.bisect_right
-        shapes: dict[tuple[int, Strategy], tuple[Shape, Strategy]] = {}
         classes: dict[tuple[int, int], dict[str, list[Job]]] = {}
         for job in pending:
             attained = job.attained_gpu_s
@@ -67,11 +66,21 @@ class Order:
                 by_tenant[job.tenant] = [job]
             else:
                 jobs.append(job)
-            key = (id(job.shape), job.strategy)  # cheap to hash; equal shapes fold below
-            if key not in shapes:
-                shapes[key] = (job.shape, job.strategy)
-        self.shapes = set(shapes.values())
         self.classes = classes
+        self._pending = pending
+        self._shapes: set[tuple[Shape, Strategy]] | None = None
+
+    @property
+    def shapes(self) -> set[tuple[Shape, Strategy]]:
+        """The distinct (worker shape, strategy) pairs among the pending jobs."""
+        if self._shapes is None:
+            seen: dict[tuple[int, Strategy], tuple[Shape, Strategy]] = {}
+            for job in self._pending:
+                key = (id(job.shape), job.strategy)  # cheap to hash; equal shapes fold below
+                if key not in seen:
+                    seen[key] = (job.shape, job.strategy)
+            self._shapes = set(seen.values())
+        return self._shapes
 
     def jobs(self, share: Callable[[str], float]) -> Iterator[Job]:
         for key in sorted(self.classes):

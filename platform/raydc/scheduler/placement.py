@@ -22,6 +22,9 @@ Slots = npt.NDArray[np.int64]
 Column = npt.NDArray[np.float64]
 
 
+_EMPTY: dict[int, tuple[list[Node], FreeMap]] = {}
+
+
 class FreeMap:
     """Free resources per node; placements are taken from and given back to it."""
 
@@ -40,6 +43,19 @@ class FreeMap:
             for name in names
         }
         self.version = 0  # bumps on every change, so callers can cache answers
+
+    @classmethod
+    def of_nodes(cls, nodes: list[Node]) -> FreeMap:
+        """The empty map of ``nodes``, built once per list: a simulator passes the same
+        (never changed) list every pass. Treat the result as read-only; copy() to change."""
+        cached = _EMPTY.get(id(nodes))
+        if cached is not None and cached[0] is nodes and len(cached[1]) == len(nodes):
+            return cached[1]
+        built = cls(nodes)
+        if len(_EMPTY) >= 8:
+            _EMPTY.clear()
+        _EMPTY[id(nodes)] = (nodes, built)
+        return built
 
     @classmethod
     def of_node_types(cls, types: Iterable[NodeType]) -> FreeMap:
@@ -150,22 +166,22 @@ class FreeMap:
     def take_all(self, placed: list[tuple[Shape, dict[str, int]]]) -> None:
         """Take many placements at once (a pass starts by taking every running job's)."""
         index = self.index
-        rows: list[int] = []
-        amounts: list[tuple[float, float, float]] = []
+        n = len(self.ids)
+        cpu, gpu, mem = [0.0] * n, [0.0] * n, [0.0] * n
         for shape, placement in placed:
             if shape.custom:
                 self.take(shape, placement)
                 continue
+            c, g, m = shape.cpu, shape.gpu, shape.memory_gb
             for node_id, count in placement.items():
                 i = index.get(node_id)
                 if i is not None:
-                    rows.append(i)
-                    amounts.append((shape.cpu * count, shape.gpu * count, shape.memory_gb * count))
-        if rows:
-            used = np.array(amounts, dtype=np.float64)
-            np.subtract.at(self.cpu, rows, used[:, 0])
-            np.subtract.at(self.gpu, rows, used[:, 1])
-            np.subtract.at(self.mem, rows, used[:, 2])
+                    cpu[i] += c * count
+                    gpu[i] += g * count
+                    mem[i] += m * count
+        self.cpu -= np.array(cpu)
+        self.gpu -= np.array(gpu)
+        self.mem -= np.array(mem)
         self.version += 1
 
     def clamp_to(self, later: FreeMap) -> None:

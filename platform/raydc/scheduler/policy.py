@@ -60,8 +60,8 @@ class _Pass:
         self.config = snapshot.config
         self.out = Decisions()
         nodes = snapshot.nodes or []
-        self.empty = FreeMap(nodes)
-        self.free = FreeMap(nodes)
+        self.empty = FreeMap.of_nodes(nodes)  # read-only: the cluster with nothing running
+        self.free = self.empty.copy()
         self.placements = {j.id: j.placement for j in snapshot.running if j.placement is not None}
         self.free.take_all([(j.shape, j.placement) for j in snapshot.running if j.placement])
         for job in snapshot.running:
@@ -142,7 +142,7 @@ class _Pass:
     def _consider(self, job: Job) -> bool:
         """Admit, hold room for, or explain ``job``; True if it was admitted."""
         demand = job.shape.times(job.min_workers)
-        if self.ledger.refusal(job.tenant, demand) is not None:
+        if not self.ledger.allows(job.tenant, demand):
             if self._preempt_for(job, quota_blocked=True):
                 return self.config.instant_preemption
             self._wait(job, WaitCode.QUOTA, lambda: self.ledger.refusal(job.tenant, demand) or "")
@@ -309,8 +309,12 @@ class _Pass:
     def _preempt_for(self, job: Job, *, quota_blocked: bool) -> bool:
         if self.attempts_left <= 0 or not self._may_preempt(job, quota_blocked):
             return False
-        key = (job.shape, job.strategy, job.priority, self.levels[job.id], job.tenant,
-               quota_blocked)  # fmt: skip
+        # Who may be stopped depends on the tenant only through its quota: jobs of
+        # tenants over their nominal quota and not quota-blocked share one verdict.
+        demand = job.shape.times(job.min_workers)
+        tenant_matters = quota_blocked or self.ledger.within_nominal(job.tenant, demand)
+        key = (job.shape, job.strategy, job.priority, self.levels[job.id],
+               job.tenant if tenant_matters else None, quota_blocked)  # fmt: skip
         if self.hopeless.get(key, 1 << 30) <= job.min_workers:
             return False
         self.attempts_left -= 1
@@ -322,11 +326,10 @@ class _Pass:
             job, self.levels[job.id], self.ledger, self.config,
             quota_blocked=quota_blocked, exclude=self.gone,
         )  # fmt: skip
-        demand = job.shape.times(job.min_workers)
 
         def quota_ok(own_freed: Vector) -> bool:
             self.ledger.remove(job.tenant, own_freed)
-            ok = self.ledger.refusal(job.tenant, demand) is None
+            ok = self.ledger.allows(job.tenant, demand)
             self.ledger.add(job.tenant, own_freed)
             return ok
 
@@ -390,7 +393,7 @@ class _Pass:
         self.free.give(job.shape, current)
         self.ledger.remove(job.tenant, job.shape.times(workers))
         for size in range(job.max_workers, workers, -1):
-            if self.ledger.refusal(job.tenant, job.shape.times(size)) is not None:
+            if not self.ledger.allows(job.tenant, job.shape.times(size)):
                 continue
             placement = self.free.place(job.shape, size, job.strategy)
             if placement is not None:

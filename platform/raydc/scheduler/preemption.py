@@ -78,21 +78,26 @@ class VictimPool:
         now: float,
     ) -> None:
         pool: list[Victim] = []
+        day = 86400.0
         for job in running:
             if job.stopping_for is not None:
                 continue
             placement = placements.get(job.id) or {}
-            ran = now - job.started_at if job.started_at is not None else 0.0
-            since = now - (job.last_checkpoint_at or job.started_at or now)
-            age = min(max(since, 0.0), 10 * 86400.0) / 86400.0  # < 10: below one priority
+            started = job.started_at
+            ran = now - started if started is not None else 0.0
+            checkpoint = job.last_checkpoint_at or started or now
+            age = min(max(now - checkpoint, 0.0), 10 * day) / day  # < 10: below a priority
             level = levels.get(job.id, 0)
-            if job.max_workers > job.min_workers and job.workers > job.min_workers:
+            workers = job.workers
+            if job.max_workers > job.min_workers and workers > job.min_workers:
                 release = _shrink_release(job, placement)
                 gpus = job.shape.gpu * sum(release.values())
                 pool.append(Victim(job, job.min_workers, release, gpus * 100 + age, level, ran))
             else:
-                gpus = job.shape.gpu * job.workers
-                cost = 10_000 + gpus * 100 + job.priority * 10 + age + job.shape.cpu * 1e-3
+                shape = job.shape
+                cost = (
+                    10_000 + shape.gpu * workers * 100 + job.priority * 10 + age + shape.cpu * 1e-3
+                )
                 pool.append(Victim(job, 0, placement, cost, level, ran))
         pool.sort(key=lambda v: v.cost)
         self.victims = pool

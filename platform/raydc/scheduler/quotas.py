@@ -76,6 +76,27 @@ class Ledger:
     def remove(self, name: str, demand: Vector) -> None:
         self.add(name, demand, -1.0)
 
+    def allows(self, name: str, demand: Vector) -> bool:
+        """Whether tenant ``name`` may have ``demand`` more (``refusal`` says why not)."""
+        tenant = self.tenants.get(name)
+        if tenant is None:
+            return True
+        usage = self.usage.get(name)
+        nominal, limits = tenant.nominal, tenant.borrowing_limit
+        for d in range(3):
+            quota, need = nominal[d], demand[d]
+            if quota is None or need <= 0:
+                continue
+            after = (usage[d] if usage is not None else 0.0) + need
+            if after <= quota + EPS:
+                continue
+            limit = limits[d]
+            if limit is not None and after - quota > limit + EPS:
+                return False
+            if self.cohort_usage[d] + need > self.cohort_nominal[d] + EPS:
+                return False
+        return True
+
     def refusal(self, name: str, demand: Vector) -> str | None:
         """Why ``demand`` more for tenant ``name`` is over quota, or None if it is allowed."""
         tenant = self.tenant(name)
