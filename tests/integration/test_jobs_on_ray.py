@@ -87,7 +87,7 @@ def test_a_failed_worker_restarts_from_its_checkpoint(api: Api) -> None:
     spec["max_retries"] = 1  # Train's FailureConfig: restart the worker group once
     job = api.submit(spec)
     done = api.wait_status(job["id"], "SUCCEEDED")
-    assert done["result"]["metrics"] == {"epoch": 3, "loss": 1 / 3, "resumed": True}
+    assert done["result"]["metrics"] == {"epoch": 3, "loss": 1 / 3, "resumed": True, "workers": 1}
 
 
 def test_cluster_view_shows_the_node(api: Api) -> None:

@@ -84,7 +84,7 @@ def sync_until(cp: ControlPlane, job_id: str, status: str, timeout_s: float = 18
 
 def test_cancel_before_the_job_reached_ray(plane: ControlPlane) -> None:
     job_id = submit(plane, upload_toy(plane))
-    assert plane.reconciler.admit() == [job_id]
+    assert plane.reconciler.schedule() == [job_id]
     with plane.tx() as session:
         jobs.cancel_job(session, ADMIN, job_id)
     plane.reconciler.launch_admitted(cluster_of(plane))
@@ -93,7 +93,7 @@ def test_cancel_before_the_job_reached_ray(plane: ControlPlane) -> None:
 
 def test_cancel_after_a_crash_between_submit_and_record(plane: ControlPlane) -> None:
     job_id = submit(plane, upload_toy(plane), epochs=100, sleep_s=1)
-    plane.reconciler.admit()
+    plane.reconciler.schedule()
     row = job(plane, job_id)
     # The crash: Ray accepted the job, the control plane never recorded it.
     launch = build_launch(plane.settings, job_id, row.tenant, row.attempt, row.spec)
@@ -108,7 +108,7 @@ def test_cancel_after_a_crash_between_submit_and_record(plane: ControlPlane) -> 
 
 def test_resubmit_after_a_crash_attaches_to_the_running_job(plane: ControlPlane) -> None:
     job_id = submit(plane, upload_toy(plane))
-    plane.reconciler.admit()
+    plane.reconciler.schedule()
     row = job(plane, job_id)
     launch = build_launch(plane.settings, job_id, row.tenant, row.attempt, row.spec)
     cluster_of(plane).jobs.submit(launch.submission_id, launch.entrypoint, launch.runtime_env, {})
@@ -122,7 +122,7 @@ def test_resubmit_after_a_crash_attaches_to_the_running_job(plane: ControlPlane)
 def test_a_job_ray_forgot_is_finished_from_its_result(plane: ControlPlane, tmp_path: Path) -> None:
     """Ray lost the job (head restarted) after it had finished: keep its result."""
     job_id = submit(plane, upload_toy(plane))
-    plane.reconciler.admit()
+    plane.reconciler.schedule()
     with plane.tx() as session:  # as if submitted and seen running before the restart
         row = session.get(JobRow, job_id)
         assert row is not None
@@ -140,7 +140,7 @@ def test_a_job_ray_forgot_is_finished_from_its_result(plane: ControlPlane, tmp_p
 
 def test_a_job_ray_forgot_without_a_result_is_requeued(plane: ControlPlane) -> None:
     job_id = submit(plane, upload_toy(plane))
-    plane.reconciler.admit()
+    plane.reconciler.schedule()
     with plane.tx() as session:
         row = session.get(JobRow, job_id)
         assert row is not None
@@ -164,7 +164,7 @@ def test_one_bad_launch_does_not_hold_up_the_others(plane: ControlPlane) -> None
     broken = submit(plane, other)
     shutil.rmtree(bundle_dir(plane.settings.code_dir, other))  # its code vanished
     fine = submit(plane, good_ref)
-    plane.reconciler.admit()
+    plane.reconciler.schedule()
     plane.reconciler.launch_admitted(cluster_of(plane))
     failed = job(plane, broken)
     assert failed.status == "FAILED" and failed.termination_reason == "submission_failed"
@@ -175,7 +175,7 @@ def test_one_bad_launch_does_not_hold_up_the_others(plane: ControlPlane) -> None
 def test_ray_ending_a_job_without_a_result_or_message_still_ends_it(plane: ControlPlane) -> None:
     """Ray can report FAILED with no message before raydc's entrypoint ever ran."""
     job_id = submit(plane, upload_toy(plane))
-    plane.reconciler.admit()
+    plane.reconciler.schedule()
     with plane.sessions() as session:
         [active] = read_active(session)
     plane.reconciler.outcomes.apply(cluster_of(plane), active, RayJobState("FAILED", None, 1, 2))

@@ -328,3 +328,11 @@ def test_the_decision_is_pure() -> None:
     first = decide(snap(pending, running))
     assert (running[0], pending[0]) == before
     assert decide(snap(pending, running)) == first
+
+
+def test_a_job_within_its_quota_goes_before_one_that_would_borrow() -> None:
+    tenants = {"a": Tenant("a", nominal=(2, None, None)), "b": Tenant("b", nominal=(2, None, None))}
+    pending = [job("a-borrows", workers=3, at=0), job("b-within", tenant="b", workers=2, at=1)]
+    decisions = decide(snap(pending, tenants=tenants))
+    assert admitted(decisions) == ["b-within"]
+    assert decisions.waiting["a-borrows"].code is WaitCode.QUOTA

@@ -3,7 +3,8 @@
 Pending jobs fall into classes by effective priority (a job's priority plus one level for
 every ``aging_s`` it has waited, so no job waits forever) and, within a priority, by
 Tiresias service level (GPU-seconds already received: fresh jobs first). Inside a class,
-tenants take turns by weighted dominant share — the tenant with the smallest share goes
+a job that fits its tenant's own quota goes before one that would borrow, and tenants
+take turns by weighted dominant share — the tenant with the smallest share goes
 next, and its share grows with every job it is given — and each tenant's jobs go in
 submission order.
 """
@@ -37,8 +38,8 @@ def service_level(job: Job, now: float, config: PolicyConfig) -> int:
 class Order:
     """The pending jobs grouped for one pass; iterate to get them in scheduling order.
 
-    Building it also records each pending job's service level in ``levels`` and the
-    distinct worker shapes in ``shapes``. Iteration re-reads ``share`` after every job.
+    Building it also records in ``levels`` the service level of each pending job above
+    level 0 (absent = 0). Iteration re-reads ``share`` after every job.
     """
 
     def __init__(
@@ -47,20 +48,26 @@ class Order:
         thresholds = config.service_levels_gpu_s
         aging = config.aging_s
         bisect_right = bisect.bisect_right
-        classes: dict[tuple[int, int], dict[str, list[Job]]] = {}
+        # Class key: (TOP - effective priority) * 64 + level, so ascending = scheduling order.
+        classes: dict[int, dict[str, list[Job]]] = {}
         for job in pending:
             attained = job.attained_gpu_s
-            level = bisect_right(thresholds, attained) if attained and thresholds else 0
-            levels[job.id] = level
+            if attained and thresholds:
+                level = bisect_right(thresholds, attained)
+                levels[job.id] = level
+            else:
+                level = 0  # a fresh job: absent from ``levels`` means level 0
             rank = job.priority
             if aging > 0 and rank < TOP_PRIORITY:
                 since = job.queued_at if job.queued_at is not None else job.submitted_at
                 waited = now - since
                 if waited >= aging:
                     rank = min(TOP_PRIORITY, rank + int(waited // aging))
-            by_tenant = classes.get((-rank, level))
+            key = (TOP_PRIORITY - rank) * 64 + level
+            by_tenant = classes.get(key)
             if by_tenant is None:
-                by_tenant = classes[(-rank, level)] = {}
+                classes[key] = {job.tenant: [job]}
+                continue
             jobs = by_tenant.get(job.tenant)
             if jobs is None:
                 by_tenant[job.tenant] = [job]
@@ -82,7 +89,10 @@ class Order:
             self._shapes = set(seen.values())
         return self._shapes
 
-    def jobs(self, share: Callable[[str], float]) -> Iterator[Job]:
+    def jobs(self, share: Callable[[str], float], borrows: Callable[[Job], bool]) -> Iterator[Job]:
+        """Jobs in scheduling order. Among tenants of one class, a tenant whose next job
+        fits its own quota goes before one that would have to borrow (as in Kueue), then
+        the smaller weighted share, then the older job."""
         for key in sorted(self.classes):
             by_tenant = self.classes[key]
             for jobs in by_tenant.values():  # sorted only once reached: newest first,
@@ -92,11 +102,15 @@ class Order:
                 while jobs:
                     yield jobs.pop()
                 continue
-            turns = [(share(t), jobs[-1].submitted_at, t) for t, jobs in by_tenant.items()]
+            turns = [
+                (borrows(jobs[-1]), share(t), jobs[-1].submitted_at, t)
+                for t, jobs in by_tenant.items()
+            ]
             heapq.heapify(turns)
             while turns:
-                _, _, tenant = heapq.heappop(turns)
+                tenant = heapq.heappop(turns)[3]
                 jobs = by_tenant[tenant]
                 yield jobs.pop()
                 if jobs:
-                    heapq.heappush(turns, (share(tenant), jobs[-1].submitted_at, tenant))
+                    head = jobs[-1]
+                    heapq.heappush(turns, (borrows(head), share(tenant), head.submitted_at, tenant))

@@ -117,7 +117,12 @@ class _Pass:
     def run(self) -> Decisions:
         order = Order(self.snap.pending, self.now, self.config, self.levels)
         depth = self.config.queue_depth
-        for job in order.jobs(self.ledger.share):
+        ledger = self.ledger
+
+        def borrows(job: Job) -> bool:
+            return not ledger.within_nominal(job.tenant, job.shape.times(job.min_workers))
+
+        for job in order.jobs(ledger.share, borrows):
             self.out.order.append(job.id)
             if not self._consider(job) and not self.config.explain:
                 # Like Slurm's queue depth: once nothing more fits, look only so far.
@@ -298,7 +303,7 @@ class _Pass:
     def _may_preempt(self, job: Job, quota_blocked: bool) -> bool:
         if self.shrinkable or self.lowest_priority < job.priority:
             return True
-        if self.top_level.get(job.priority, -1) > self.levels[job.id]:
+        if self.top_level.get(job.priority, -1) > self.levels.get(job.id, 0):
             return True
         return (
             not quota_blocked
@@ -313,7 +318,7 @@ class _Pass:
         # tenants over their nominal quota and not quota-blocked share one verdict.
         demand = job.shape.times(job.min_workers)
         tenant_matters = quota_blocked or self.ledger.within_nominal(job.tenant, demand)
-        key = (job.shape, job.strategy, job.priority, self.levels[job.id],
+        key = (job.shape, job.strategy, job.priority, self.levels.get(job.id, 0),
                job.tenant if tenant_matters else None, quota_blocked)  # fmt: skip
         if self.hopeless.get(key, 1 << 30) <= job.min_workers:
             return False
@@ -323,7 +328,7 @@ class _Pass:
                 self.snap.running, self.placements, self.levels, self.now
             )
         search = preemption.Search(
-            job, self.levels[job.id], self.ledger, self.config,
+            job, self.levels.get(job.id, 0), self.ledger, self.config,
             quota_blocked=quota_blocked, exclude=self.gone,
         )  # fmt: skip
 

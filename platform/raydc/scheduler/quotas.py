@@ -125,12 +125,16 @@ class Ledger:
 
     def within_nominal(self, name: str, demand: Vector) -> bool:
         """Whether the tenant stays inside its own nominal quota with ``demand`` more."""
-        tenant = self.tenant(name)
-        usage = self.used(name)
-        return all(
-            tenant.nominal[d] is None or usage[d] + demand[d] <= tenant.nominal[d] + EPS  # type: ignore[operator]
-            for d in range(3)
-        )
+        tenant = self.tenants.get(name)
+        if tenant is None:
+            return True
+        usage = self.usage.get(name) or (0.0, 0.0, 0.0)
+        nominal = tenant.nominal
+        for d in range(3):
+            quota = nominal[d]
+            if quota is not None and usage[d] + demand[d] > quota + EPS:
+                return False
+        return True
 
     def borrowing(self, name: str) -> bool:
         tenant = self.tenant(name)

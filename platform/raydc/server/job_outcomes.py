@@ -135,6 +135,9 @@ class JobOutcomes:
                 switch_job_status(session, row, JobStatus.PREEMPTED, reason="preempted",
                                   message=f"preempted{because}")  # fmt: skip
                 switch_job_status(session, row, JobStatus.PENDING, reason="requeued")
+                # Requeued, it keeps stop_for: it queues behind the job it made room for
+                # until that one is admitted (services.scheduling._yielding).
+                row.stop_for = for_job
                 row.queued_at = now
                 row.workers = row.placement = row.run_started_at = None
         log.info("job %s stopped by the scheduler (%s)", job.id, action)

@@ -15,7 +15,7 @@ from raydc.security.rbac import Principal
 from raydc.server.errors import Conflict, DomainError, InvalidInput, NotFound
 from raydc.server.services.code import tenant_has_bundle
 from raydc.server.services.job_status import record_submitted, switch_job_status
-from raydc.server.services.tenants import get_tenant, quota_of
+from raydc.server.services.tenants import borrowable, get_tenant, list_tenants, quota_of
 from raydc.server.validation import invalid_input
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.demand import Demand, job_demand, worker_demand
@@ -45,23 +45,27 @@ def _check_code(session: Session, tenant: str, spec: TrainSpec, apps_dir: Path) 
         raise InvalidInput.field(("code", "ref"), f"no uploaded code '{spec.code.ref}'")
 
 
-def _over_quota(quota: Quota, demand: Demand) -> str | None:
-    for dimension, limit, need in (
-        ("cpu", quota.cpu, demand.cpu),
-        ("gpu", quota.gpu, demand.gpu),
-        ("memory_gb", quota.memory_gb, demand.memory_gb),
+def _over_quota(quota: Quota, borrowable: Quota, demand: Demand) -> str | None:
+    for dimension, limit, extra, need in (
+        ("cpu", quota.cpu, borrowable.cpu, demand.cpu),
+        ("gpu", quota.gpu, borrowable.gpu, demand.gpu),
+        ("memory_gb", quota.memory_gb, borrowable.memory_gb, demand.memory_gb),
     ):
-        if limit is not None and need > limit + 1e-9:
-            return f"{dimension}={need:g} at its minimum size, over the quota limit of {limit:g}"
+        if limit is not None and need > limit + (extra or 0.0) + 1e-9:
+            more = f" plus {extra:g} it may borrow" if extra else ""
+            return (
+                f"{dimension}={need:g} at its minimum size, over the quota limit of {limit:g}{more}"
+            )
     return None
 
 
 def _check_can_ever_run(
-    tenant: str, quota: Quota, spec: TrainSpec, capacity: ClusterCapacity | None
-) -> None:
+    tenant: str, quota: Quota, borrowable: Quota, spec: TrainSpec,
+    capacity: ClusterCapacity | None,
+) -> None:  # fmt: skip
     """Refuse at submit a job that could never be admitted, saying which limit."""
     minimum = job_demand(spec.resources, spec.resources.min_workers)
-    over = _over_quota(quota, minimum)
+    over = _over_quota(quota, borrowable, minimum)
     if over is not None:
         raise InvalidInput.field(
             ("resources",), f"the job can never run in tenant '{tenant}': it needs {over}"
@@ -112,6 +116,7 @@ def insert_submissions(
     """
     outcomes: list[JobRow | DomainError] = []
     tenants: dict[str, TenantRow] = {}
+    everyone: list[TenantRow] | None = None  # read once per batch, for what may be lent
     now = utcnow()
     for submission in submissions:
         spec = submission.spec
@@ -120,7 +125,9 @@ def insert_submissions(
             tenant = tenants[name] if name in tenants else get_tenant(session, name)
             tenants[name] = tenant
             _check_code(session, tenant.name, spec, context.apps_dir)
-            _check_can_ever_run(tenant.name, quota_of(tenant), spec, context.capacity)
+            everyone = list_tenants(session) if everyone is None else everyone
+            _check_can_ever_run(tenant.name, quota_of(tenant), borrowable(tenant, everyone),
+                                spec, context.capacity)  # fmt: skip
         except DomainError as error:
             outcomes.append(error)
             continue

@@ -24,6 +24,8 @@ from raydc.scheduler.model import (
     Snapshot,
     Strategy,
     Tenant,
+    Wait,
+    WaitCode,
 )
 from raydc.scheduler.policy import decide
 from raydc.server.services.job_status import switch_job_status
@@ -116,11 +118,13 @@ def schedule(
 ) -> tuple[QueueView, list[str]]:
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
     rows = {r.id: r for r in session.scalars(select(JobRow).where(JobRow.status.in_(_QUEUED)))}
-    pending = [job_of_row(r) for r in rows.values() if r.status == JobStatus.PENDING.value]
+    queued = [r for r in rows.values() if r.status == JobStatus.PENDING.value]
+    yielding = _yielding(queued)
+    pending = [job_of_row(r) for r in queued if r.id not in yielding]
     running = [job_of_row(r) for r in rows.values() if r.status != JobStatus.PENDING.value]
     # With nothing pending a pass can still grow an elastic job onto idle capacity.
     if not pending and not any(j.workers < j.max_workers for j in running):
-        return QueueView(), []
+        return _with_yielding(QueueView(), yielding), []
     tenants = {row.name: tenant_of_row(row) for row in session.scalars(select(TenantRow))}
     snapshot = Snapshot(
         now=now.timestamp(), nodes=nodes_of(capacity), running=running, pending=pending,
@@ -145,7 +149,36 @@ def schedule(
         if resize.workers > (row.workers or 0):
             row.placement = resize.placement  # hold the room it grows into
     view = QueueView(decisions, {r.id: r.tenant for r in rows.values()})
-    return view, admitted
+    return _with_yielding(view, yielding), admitted
+
+
+def _yielding(queued: list[JobRow]) -> dict[str, str]:
+    """Requeued victims whose preemptor still waits: victim id -> the job it stopped for.
+
+    Live, a victim is requeued before the job it made room for is admitted; in the same
+    pass the policy could hand the room straight back to the victim (a borrower queued
+    ahead of the lender reclaiming from it) and the two would preempt each other forever.
+    So a victim sits out until the job it stopped for has left the queue.
+    """
+    waiting = {row.id for row in queued}
+    yielding: dict[str, str] = {}
+    for row in queued:
+        if row.stop_for is None:
+            continue
+        if row.stop_for in waiting:
+            yielding[row.id] = row.stop_for
+        else:
+            row.stop_for = None  # that job was admitted or left: queue normally again
+    return yielding
+
+
+def _with_yielding(view: QueueView, yielding: dict[str, str]) -> QueueView:
+    for job_id, for_job in yielding.items():
+        view.decisions.order.append(job_id)
+        view.decisions.waiting[job_id] = Wait(
+            WaitCode.RESERVED, f"preempted for job {for_job}: its room is held for it", for_job
+        )
+    return view
 
 
 def _request_stop(session: Session, row: JobRow, action: str, for_job: str | None,

@@ -17,6 +17,21 @@ def quota_of(row: TenantRow) -> Quota:
     return Quota(cpu=row.quota_cpu, gpu=row.quota_gpu, memory_gb=row.quota_memory_gb)
 
 
+def borrowable(row: TenantRow, tenants: list[TenantRow]) -> Quota:
+    """The most the tenant could ever borrow: the other tenants' quota, up to its own
+    borrowing limit. A dimension no other tenant has a quota in lends nothing."""
+    others = [t for t in tenants if t.name != row.name]
+
+    def lendable(lent: float, limit: float | None) -> float:
+        return lent if limit is None else min(lent, limit)
+
+    return Quota(
+        cpu=lendable(sum(t.quota_cpu or 0.0 for t in others), row.borrow_cpu),
+        gpu=lendable(sum(t.quota_gpu or 0.0 for t in others), row.borrow_gpu),
+        memory_gb=lendable(sum(t.quota_memory_gb or 0.0 for t in others), row.borrow_memory_gb),
+    )
+
+
 def scheduling_of(row: TenantRow) -> TenantScheduling:
     borrowing_limit = Quota(cpu=row.borrow_cpu, gpu=row.borrow_gpu, memory_gb=row.borrow_memory_gb)
     return TenantScheduling(weight=row.weight, borrowing_limit=borrowing_limit)
