@@ -7,6 +7,7 @@ decisions. Times are seconds on one clock (epoch seconds live, trace seconds sim
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,14 +27,27 @@ class Shape:
     gpu: float = 0.0
     memory_gb: float = 0.0
     custom: tuple[tuple[str, float], ...] = ()  # sorted (name, amount)
+    # Shapes key the policy's per-pass caches: hash once, not on every lookup.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.cpu, self.gpu, self.memory_gb, self.custom)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def times(self, count: int) -> tuple[float, float, float]:
         return (self.cpu * count, self.gpu * count, self.memory_gb * count)
 
     def describe(self) -> str:
-        parts = [f"{name}={value:g}" for name, value in zip(DIMENSIONS, self.times(1), strict=True)]
-        parts += [f"{name}={value:g}" for name, value in self.custom]
-        return " ".join(parts)
+        return _describe(self)
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe(shape: Shape) -> str:
+    parts = [f"{name}={value:g}" for name, value in zip(DIMENSIONS, shape.times(1), strict=True)]
+    parts += [f"{name}={value:g}" for name, value in shape.custom]
+    return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +121,7 @@ class PolicyConfig:
     reservations: int = 1
     preemption: bool = True
     # Blocked jobs that may look for victims per pass (bounds the pass's cost).
-    preemption_attempts: int = 16
+    preemption_attempts: int = 8
     # Victims stop at once (simulator) or later, after the control plane stops them (live).
     instant_preemption: bool = False
     # A running elastic job is grown only on idle capacity, at most once per resize_gap_s.

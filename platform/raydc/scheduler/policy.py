@@ -87,13 +87,22 @@ class _Pass:
         self.attempts_left = self.config.preemption_attempts if self.config.preemption else 0
         self.first_blocked: tuple[int, str] | None = None
         self.capacity_wait = False
-        self.failed: dict[tuple[Shape, Strategy], int] = {}
-        self.fits_cache: dict[tuple[int, Shape, Strategy, int], bool] = {}
+        # Cache keys hold id(strategy): enum members are singletons, and Enum.__hash__
+        # is slow Python code on a path run for every pending job.
+        self.failed: dict[tuple[Shape, int], int] = {}
+        self.fits_cache: dict[tuple[int, Shape, int, int], bool] = {}
         self.scale_bundles: list[tuple[Shape, int]] = []
         self.admitted_elastic: list[Job] = []
-        self.unheld: tuple[int, FreeMap] | None = None
+        # The free map as if nothing were held for blocked jobs (explanations only),
+        # kept up to date through admissions; node index -> step of its last change.
+        self.unheld: FreeMap | None = None
+        self.unheld_step = 0
+        self.unheld_touched: dict[int, int] = {}
+        self.unheld_failed: dict[tuple[Shape, int], int] = {}
+        self.unheld_fits: dict[tuple[Shape, int, int], tuple[list[int], int]] = {}
         self.pool: preemption.VictimPool | None = None
-        self.unheld_cache: dict[tuple[Shape, Strategy, int], tuple[int, bool]] = {}
+        self.some_fit_at = -1  # free-map version at which some pending shape still fit
+        self.settled_waits: dict[tuple[object, ...], Wait] = {}
         self.hopeless: dict[tuple[object, ...], int] = {}  # preemption failed at >= workers
 
     def _summarize_running(self) -> None:
@@ -118,17 +127,39 @@ class _Pass:
         order = Order(self.snap.pending, self.now, self.config, self.levels)
         depth = self.config.queue_depth
         ledger = self.ledger
+        memo: dict[tuple[object, ...], tuple[int, object]] = {}
+
+        def share(tenant: str) -> float:  # remembered until usage changes
+            known = memo.get((tenant,))
+            if known is None or known[0] != ledger.version:
+                known = (ledger.version, ledger.share(tenant))
+                memo[(tenant,)] = known
+            return known[1]  # type: ignore[return-value]
 
         def borrows(job: Job) -> bool:
-            return not ledger.within_nominal(job.tenant, job.shape.times(job.min_workers))
+            key = (job.tenant, job.shape, job.min_workers)
+            known = memo.get(key)
+            if known is None or known[0] != ledger.version:
+                demand = job.shape.times(job.min_workers)
+                known = (ledger.version, not ledger.within_nominal(job.tenant, demand))
+                memo[key] = known
+            return known[1]  # type: ignore[return-value]
 
-        for job in order.jobs(ledger.share, borrows):
+        settled = False  # nothing more can start or be preempted for in this pass
+        for job in order.jobs(share, borrows):
             self.out.order.append(job.id)
-            if not self._consider(job) and not self.config.explain:
+            if settled:
+                self._explain_settled(job)
+                continue
+            if self._consider(job):
+                continue
+            if not self.config.explain:
                 # Like Slurm's queue depth: once nothing more fits, look only so far.
                 if depth <= 0 and self._nothing_fits(order.shapes):
                     break
                 depth -= 1
+            elif self.attempts_left <= 0 and self._nothing_fits(order.shapes):
+                settled = True
         if not self.capacity_wait:
             self._grow()
         if self.largest is not None:
@@ -136,12 +167,16 @@ class _Pass:
         return self.out
 
     def _nothing_fits(self, keys: set[tuple[Shape, Strategy]]) -> bool:
-        if all(self.failed.get(key) == 1 for key in keys):
+        """Whether not even one worker of any pending job fits anywhere now."""
+        if all(self.failed.get((shape, id(strategy))) == 1 for shape, strategy in keys):
             return True
+        if self.some_fit_at == self.free.version:
+            return False  # known from the last look; the free map has not changed since
         if any(self.free.any_node_fits(shape) for shape, _ in keys):
+            self.some_fit_at = self.free.version
             return False
-        for key in keys:
-            self.failed[key] = 1
+        for shape, strategy in keys:
+            self.failed[(shape, id(strategy))] = 1
         return True
 
     def _consider(self, job: Job) -> bool:
@@ -166,8 +201,38 @@ class _Pass:
         self._blocked(job)
         return False
 
+    def _explain_settled(self, job: Job) -> None:
+        """Once settled and with no reservation left to make, equal jobs wait for equal
+        reasons: work each reason out once."""
+        if self.reservations_left > 0 or job.id in self.stopping:
+            self._explain(job)
+            return
+        rank = effective_priority(job, self.now, self.config)
+        key = (job.tenant, job.shape, id(job.strategy), job.min_workers, rank)
+        wait = self.settled_waits.get(key)
+        if wait is None:
+            self._explain(job)
+            wait = self.out.waiting.get(job.id)
+            if wait is not None:
+                self.settled_waits[key] = wait
+            return
+        self.out.waiting[job.id] = wait
+
+    def _explain(self, job: Job) -> None:
+        """``_consider`` once nothing fits and no preemption is left: only the reasons
+        (and reservations) remain to work out."""
+        demand = job.shape.times(job.min_workers)
+        if not self.ledger.allows(job.tenant, demand):
+            self._wait(job, WaitCode.QUOTA, lambda: self.ledger.refusal(job.tenant, demand) or "")
+        elif job.id in self.stopping and self._await_victims(job, demand):
+            return
+        elif not self._fits(self.empty, job):
+            self._too_large(job)
+        else:
+            self._blocked(job)
+
     def _place(self, job: Job) -> dict[str, int] | None:
-        key = (job.shape, job.strategy)
+        key = (job.shape, id(job.strategy))
         failed = self.failed.get(key)
         if failed is not None and job.min_workers >= failed:
             return None
@@ -177,7 +242,7 @@ class _Pass:
         return placement
 
     def _fits(self, cluster: FreeMap, job: Job) -> bool:
-        key = (id(cluster), job.shape, job.strategy, job.min_workers)
+        key = (id(cluster), job.shape, id(job.strategy), job.min_workers)
         known = self.fits_cache.get(key)
         if known is None:
             known = cluster.place(job.shape, job.min_workers, job.strategy) is not None
@@ -186,6 +251,7 @@ class _Pass:
 
     def _admit(self, job: Job, placement: dict[str, int]) -> None:
         self.free.take(job.shape, placement)
+        self._unheld_take(job.shape, placement)
         self.ledger.add(job.tenant, job.shape.times(job.min_workers))
         self.placements[job.id] = placement
         self.out.admit.append(Admit(job.id, job.min_workers, placement))
@@ -241,19 +307,45 @@ class _Pass:
                    "waiting for running jobs to finish")  # fmt: skip
 
     def _fits_without_holds(self, job: Job) -> bool:
-        """Whether ``job`` would fit if nothing were held for others (explanations only)."""
-        key = (job.shape, job.strategy, job.min_workers)
-        known = self.unheld_cache.get(key)
-        if known is not None and known[0] == self.free.version:
-            return known[1]
-        if self.unheld is None or self.unheld[0] != self.free.version:
+        """Whether ``job`` would fit if nothing were held for others (explanations only).
+
+        Answers are remembered: a misfit stays a misfit (admissions only take room), and
+        a fit stays a fit while no admission has touched the nodes it was found on.
+        """
+        if self.unheld is None:
             trial = self.free.copy()
             for shape, placement, _ in self.holds:
                 trial.give(shape, placement)
-            self.unheld = (self.free.version, trial)
-        fits = self.unheld[1].place(job.shape, job.min_workers, job.strategy) is not None
-        self.unheld_cache[key] = (self.free.version, fits)
-        return fits
+            self.unheld = trial
+            self.unheld_touched.clear()
+            self.unheld_failed.clear()
+            self.unheld_fits.clear()
+        strategy = id(job.strategy)
+        failed = self.unheld_failed.get((job.shape, strategy))
+        if failed is not None and job.min_workers >= failed:
+            return False
+        key = (job.shape, strategy, job.min_workers)
+        known = self.unheld_fits.get(key)
+        touched = self.unheld_touched
+        if known is not None and all(touched.get(i, -1) <= known[1] for i in known[0]):
+            return True
+        found = self.unheld.place(job.shape, job.min_workers, job.strategy)
+        if found is None:
+            self.unheld_failed[(job.shape, strategy)] = min(job.min_workers, failed or 1 << 30)
+            return False
+        index = self.unheld.index
+        self.unheld_fits[key] = ([index[n] for n in found], self.unheld_step)
+        return True
+
+    def _unheld_take(self, shape: Shape, placement: dict[str, int]) -> None:
+        if self.unheld is None:
+            return
+        self.unheld.take(shape, placement)
+        self.unheld_step += 1
+        for node_id in placement:
+            i = self.unheld.index.get(node_id)
+            if i is not None:
+                self.unheld_touched[i] = self.unheld_step
 
     def _reserve(self, job: Job) -> None:
         """Hold the nodes that free up soonest for ``job``; others may use only the rest."""
@@ -318,7 +410,7 @@ class _Pass:
         # tenants over their nominal quota and not quota-blocked share one verdict.
         demand = job.shape.times(job.min_workers)
         tenant_matters = quota_blocked or self.ledger.within_nominal(job.tenant, demand)
-        key = (job.shape, job.strategy, job.priority, self.levels.get(job.id, 0),
+        key = (job.shape, id(job.strategy), job.priority, self.levels.get(job.id, 0),
                job.tenant if tenant_matters else None, quota_blocked)  # fmt: skip
         if self.hopeless.get(key, 1 << 30) <= job.min_workers:
             return False
@@ -361,6 +453,7 @@ class _Pass:
                 self.out.preempt.append(Preempt(victim.job.id, job.id, victim.reason))
         if self.config.instant_preemption:
             self.free = after_stops
+            self.unheld = None  # rebuilt from the new free map when next asked
             self.failed.clear()
             self._admit(job, placement)
             return True

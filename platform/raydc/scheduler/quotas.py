@@ -40,6 +40,7 @@ class Ledger:
                     self.cohort_nominal[d] += tenant.nominal[d]  # type: ignore[operator]
         self.inverse_total = [1.0 / t if t > 0 else 0.0 for t in cluster_total]
         self._borrowers: set[str] | None = None  # cached until usage changes
+        self.version = 0  # bumps on every change of usage
         usage = self.usage
         for job in running:
             shape, workers = job.shape, job.workers
@@ -66,6 +67,7 @@ class Ledger:
 
     def add(self, name: str, demand: Vector, sign: float = 1.0) -> None:
         self._borrowers = None
+        self.version += 1
         usage = self.used(name)
         nominal = self.tenant(name).nominal
         for d in range(3):
