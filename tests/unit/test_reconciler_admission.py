@@ -93,3 +93,46 @@ def test_a_job_larger_than_the_cluster_blocks_nobody(
     assert control_plane.reconciler.schedule() == [small_id]
     reason = control_plane.reconciler.last_queue.decisions.waiting[huge_id].message
     assert reason.startswith("the cluster cannot hold 8 x (cpu=1")
+
+
+def test_a_reclaimed_borrower_waits_until_the_lender_is_admitted(
+    api: TestClient, control_plane: ControlPlane
+) -> None:
+    from raydc.server.job_outcomes import read_active
+
+    set_cluster(control_plane, cpu=4)
+    make_tenant(api, "lender", cpu=2)
+    make_tenant(api, "borrower", cpu=2)
+    lender, borrower = make_token(api, "lender"), make_token(api, "borrower")
+    three = train_spec(resources={"workers": 3, "cpus_per_worker": 1})
+    # Over its quota of 2 but within what the idle lender could lend: accepted, and runs.
+    borrowed = api.post("/v1/jobs", json=three, headers=borrower)
+    assert borrowed.status_code == 201, borrowed.text
+    assert control_plane.reconciler.schedule() == [borrowed.json()["id"]]
+    two = train_spec(resources={"workers": 2, "cpus_per_worker": 1})
+    mine = api.post("/v1/jobs", json=two, headers=lender).json()["id"]
+    assert control_plane.reconciler.schedule() == []  # the borrower must stop first
+    queue = {e["id"]: e for e in api.get("/v1/queue", headers=ADMIN).json()}
+    assert queue[mine]["reason_code"] == "waiting_for_preemption"
+    # The borrower's Ray job stopped: it is requeued, and sits out while the lender waits.
+    with control_plane.sessions() as session:
+        [victim] = read_active(session)
+    assert victim.stop_action == "preempt"
+    control_plane.reconciler.outcomes.stopped(victim)
+    assert control_plane.reconciler.schedule() == [mine]
+    state = statuses(control_plane)
+    assert state[victim.id] == ("PENDING", 1) and state[mine] == ("STARTING", 1)
+    events = api.get(f"/v1/jobs/{victim.id}/events", headers=ADMIN).json()
+    assert [e["to_status"] for e in events][-2:] == ["PREEMPTED", "PENDING"]
+    assert "reclaimed" in events[-3]["message"]
+
+
+def test_a_job_over_its_quota_with_nothing_to_borrow_is_refused_at_submit(
+    api: TestClient, control_plane: ControlPlane
+) -> None:
+    set_cluster(control_plane, cpu=8)
+    make_tenant(api, "alone", cpu=2)
+    token = make_token(api, "alone")
+    three = train_spec(resources={"workers": 3, "cpus_per_worker": 1})
+    refused = api.post("/v1/jobs", json=three, headers=token)
+    assert refused.status_code == 422 and "quota" in refused.text
