@@ -39,11 +39,17 @@ class Order:
     """The pending jobs grouped for one pass; iterate to get them in scheduling order.
 
     Building it also records in ``levels`` the service level of each pending job above
-    level 0 (absent = 0). Iteration re-reads ``share`` after every job.
+    level 0 (absent = 0), and in ``ranks`` the effective priority of each job that aging
+    has raised (absent = its own priority). Iteration re-reads ``share`` after every job.
     """
 
     def __init__(
-        self, pending: list[Job], now: float, config: PolicyConfig, levels: dict[str, int]
+        self,
+        pending: list[Job],
+        now: float,
+        config: PolicyConfig,
+        levels: dict[str, int],
+        ranks: dict[str, int] | None = None,
     ) -> None:
         thresholds = config.service_levels_gpu_s
         aging = config.aging_s
@@ -63,6 +69,8 @@ class Order:
                 waited = now - since
                 if waited >= aging:
                     rank = min(TOP_PRIORITY, rank + int(waited // aging))
+                    if ranks is not None:
+                        ranks[job.id] = rank
             key = (TOP_PRIORITY - rank) * 64 + level
             by_tenant = classes.get(key)
             if by_tenant is None:

@@ -34,7 +34,7 @@ from raydc.scheduler.model import (
     Wait,
     WaitCode,
 )
-from raydc.scheduler.ordering import Order, effective_priority
+from raydc.scheduler.ordering import Order
 from raydc.scheduler.placement import FreeMap
 from raydc.scheduler.quotas import Ledger, Vector
 
@@ -103,6 +103,8 @@ class _Pass:
         self.pool: preemption.VictimPool | None = None
         self.some_fit_at = -1  # free-map version at which some pending shape still fit
         self.settled_waits: dict[tuple[object, ...], Wait] = {}
+        self.wait_objects: dict[tuple[object, ...], Wait] = {}
+        self.ranks: dict[str, int] = {}  # effective priority of pending jobs above their own
         self.hopeless: dict[tuple[object, ...], int] = {}  # preemption failed at >= workers
 
     def _summarize_running(self) -> None:
@@ -124,7 +126,7 @@ class _Pass:
 
     # -- the walk ---------------------------------------------------------------------
     def run(self) -> Decisions:
-        order = Order(self.snap.pending, self.now, self.config, self.levels)
+        order = Order(self.snap.pending, self.now, self.config, self.levels, self.ranks)
         depth = self.config.queue_depth
         ledger = self.ledger
         memo: dict[tuple[object, ...], tuple[int, object]] = {}
@@ -207,7 +209,7 @@ class _Pass:
         if self.reservations_left > 0 or job.id in self.stopping:
             self._explain(job)
             return
-        rank = effective_priority(job, self.now, self.config)
+        rank = self.ranks.get(job.id, job.priority)
         key = (job.tenant, job.shape, id(job.strategy), job.min_workers, rank)
         wait = self.settled_waits.get(key)
         if wait is None:
@@ -283,28 +285,39 @@ class _Pass:
         self.capacity_wait = True
         if self.can_grow and self.largest is not None and self._fits(self.largest, job):
             self.scale_bundles.append((job.shape, job.min_workers))
-        rank = effective_priority(job, self.now, self.config)
+        rank = self.ranks.get(job.id, job.priority)
         if self.first_blocked is None:
             self.first_blocked = (rank, job.id)
         if self.reservations_left > 0:
             self.reservations_left -= 1
             self._reserve(job)
-        if self.can_grow:
-            self._wait(job, WaitCode.SCALE_UP, lambda: "waiting for scale-up: the cluster is full")
+        if not self.config.explain:
             return
-        if self.holds and self.config.explain and self._fits_without_holds(job):
+        if self.can_grow:
+            self._same_wait(job, (WaitCode.SCALE_UP,), lambda: Wait(
+                WaitCode.SCALE_UP, "waiting for scale-up: the cluster is full"))  # fmt: skip
+            return
+        if self.holds and self._fits_without_holds(job):
             holder = self.holds[0][2]
-            self._wait(job, WaitCode.RESERVED, lambda: f"capacity reserved for job {holder}",
-                       holder)  # fmt: skip
+            self._same_wait(job, (WaitCode.RESERVED, holder), lambda: Wait(
+                WaitCode.RESERVED, f"capacity reserved for job {holder}", holder))  # fmt: skip
             return
         first_rank, first_id = self.first_blocked
         if first_rank > rank:
-            self._wait(job, WaitCode.HIGHER_PRIORITY,
-                       lambda: f"behind higher-priority job {first_id}", first_id)  # fmt: skip
+            message = f"behind higher-priority job {first_id}"
+            self._same_wait(job, (WaitCode.HIGHER_PRIORITY, first_id), lambda: Wait(
+                WaitCode.HIGHER_PRIORITY, message, first_id))  # fmt: skip
             return
-        self._wait(job, WaitCode.CAPACITY,
-                   lambda: f"cluster full: needs {job.min_workers} x ({job.shape.describe()}); "
-                   "waiting for running jobs to finish")  # fmt: skip
+        self._same_wait(job, (WaitCode.CAPACITY, job.shape, job.min_workers), lambda: Wait(
+            WaitCode.CAPACITY, f"cluster full: needs {job.min_workers} x ({job.shape.describe()}); "
+            "waiting for running jobs to finish"))  # fmt: skip
+
+    def _same_wait(self, job: Job, key: tuple[object, ...], make: Callable[[], Wait]) -> None:
+        """Record a capacity wait; equal reasons share one (immutable) Wait."""
+        wait = self.wait_objects.get(key)
+        if wait is None:
+            wait = self.wait_objects[key] = make()
+        self.out.waiting[job.id] = wait
 
     def _fits_without_holds(self, job: Job) -> bool:
         """Whether ``job`` would fit if nothing were held for others (explanations only).
