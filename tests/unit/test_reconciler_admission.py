@@ -1,5 +1,9 @@
 """The reconciler's scheduling pass against a real database (no Ray calls are made)."""
 
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -136,3 +140,18 @@ def test_a_job_over_its_quota_with_nothing_to_borrow_is_refused_at_submit(
     three = train_spec(resources={"workers": 3, "cpus_per_worker": 1})
     refused = api.post("/v1/jobs", json=three, headers=token)
     assert refused.status_code == 422 and "quota" in refused.text
+
+
+def test_the_newest_checkpoint_time_is_read_from_the_run_directory(tmp_path: Path) -> None:
+    from raydc.server.job_outcomes import latest_checkpoint_at
+
+    assert latest_checkpoint_at(tmp_path / "missing") is None
+    run = tmp_path / "job-1"
+    (run / "checkpoint_2026-11-27_22-35-06.663028").mkdir(parents=True)
+    newer = run / "checkpoint_2026-11-27_22-35-07.671977"
+    newer.mkdir()
+    stray = run / "checkpoint_not_a_dir"
+    stray.write_text("x")
+    os.utime(newer, (1_800_000_000, 1_800_000_000))
+    os.utime(stray, (1_900_000_000, 1_900_000_000))  # a file, not a checkpoint: ignored
+    assert latest_checkpoint_at(run) == datetime.fromtimestamp(1_800_000_000, UTC)

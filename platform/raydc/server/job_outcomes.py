@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -59,6 +61,16 @@ def read_active(session: Session) -> list[ActiveJob]:
     ]  # fmt: skip
 
 
+def latest_checkpoint_at(run_dir: Path) -> datetime | None:
+    """When the newest checkpoint of a Train run was written (Ray Train stores them as
+    ``<run>/checkpoint_<time>/``), or None if it has none yet."""
+    try:
+        stamps = [p.stat().st_mtime for p in run_dir.glob("checkpoint_*") if p.is_dir()]
+    except OSError:
+        return None
+    return datetime.fromtimestamp(max(stamps), UTC) if stamps else None
+
+
 def guarded(session: Session, job: ActiveJob) -> JobRow | None:
     """The job's row, only if nothing changed it since the reconciler read it."""
     row = session.get(JobRow, job.id, with_for_update=True)
@@ -86,6 +98,8 @@ class JobOutcomes:
                 row = guarded(session, job)
                 if row is not None:
                     switch_job_status(session, row, JobStatus.RUNNING, reason="ray_running")
+        elif state.status == "RUNNING":
+            self.note_checkpoint(job)
         elif state.status in ("SUCCEEDED", "FAILED"):
             self._save_logs(cluster, job)
             self.finish_from_result(job, ray_status=state.status, ray_message=state.message)
@@ -96,6 +110,17 @@ class JobOutcomes:
                 return
             message = None if job.cancel_requested else "stopped outside raydc"
             self.finish(job, JobStatus.CANCELLED, TerminationReason.CANCELLED_BY_USER, message)
+
+    def note_checkpoint(self, job: ActiveJob) -> None:
+        """Record when the run last checkpointed: preemption prefers the job that loses
+        the least work. Reads the run's directory in the (shared) artifact store."""
+        latest = latest_checkpoint_at(self.settings.runs_dir / job.id)
+        if latest is None:
+            return
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is not None and row.last_checkpoint_at != latest:
+                row.last_checkpoint_at = latest
 
     def stopped(self, job: ActiveJob) -> None:
         """The scheduler's stop took effect: requeue a preempted job, restart a resized one.
