@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     sched_reservations: int = Field(default=1, ge=0)
     sched_preemption: bool = True
     sched_resize_gap_s: float = Field(default=300.0, ge=0)
+    cluster_config: Path | None = Field(
+        default=None,
+        description="the cluster's `ray up` config: its node types and max counts turn "
+        "pending work into autoscaler requests",
+    )
     max_code_bytes: int = 64 * 1024 * 1024
     max_code_unpacked_bytes: int = 512 * 1024 * 1024
     max_spec_bytes: int = 1024 * 1024

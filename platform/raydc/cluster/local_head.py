@@ -117,6 +117,12 @@ class LocalRayHead:
             f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}", f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats", "--include-dashboard=true",
+            # Ray's fixed default ports (dashboard agent 52365, client server 10001)
+            # would clash with a second head on the same machine, whose job agent then
+            # never comes up ("No available agent to submit job").
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
         ]  # fmt: skip
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")

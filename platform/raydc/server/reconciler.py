@@ -17,12 +17,13 @@ from collections import Counter
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
+from raydc.cluster.autoscaler import ResourceRequests, node_types_from_cluster_config
 from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import RayJobNotFound, RaySubmissionRejected
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
-from raydc.server.services.launch import build_launch
-from raydc.server.services.scheduling import QueueView, schedule
+from raydc.server.services.launch import RAYDC_PACKAGE_DIR, build_launch
+from raydc.server.services.scheduling import QueueView, node_types_of, schedule
 from raydc.settings import Settings
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.store.db import transaction
@@ -52,6 +53,14 @@ class JobReconciler:
         self.last_queue = QueueView()
         self._starting = False
         self._launch_errors: Counter[str] = Counter()
+        # Node types the cluster may grow to (its `ray up` config); none = fixed size.
+        specs = (
+            node_types_from_cluster_config(settings.cluster_config)
+            if settings.cluster_config is not None
+            else []
+        )
+        self.node_types = node_types_of(specs)
+        self.requests: ResourceRequests | None = None
 
     # -- loop -------------------------------------------------------------------------
     def start(self) -> None:
@@ -88,6 +97,7 @@ class JobReconciler:
             return
         if not self.admission_paused:
             self.schedule()
+            self.request_resources(cluster)
         self.launch_admitted(cluster)
         self.sync_active(cluster)
 
@@ -106,9 +116,23 @@ class JobReconciler:
     def schedule(self) -> list[str]:
         """One scheduling pass in one transaction; returns the jobs it admitted."""
         with transaction(self.sessions) as session:
-            view, admitted = schedule(session, self.settings, self.link.capacity, utcnow())
+            view, admitted = schedule(
+                session, self.settings, self.link.capacity, utcnow(), self.node_types
+            )
         self.last_queue = view
         return admitted
+
+    def request_resources(self, cluster: RayCluster) -> None:
+        """Pass the pass's autoscaler request on to Ray (only when it changed)."""
+        bundles = self.last_queue.decisions.scale_request
+        if bundles is None:
+            return
+        if self.requests is None or self.requests.jobs is not cluster.jobs:
+            self.requests = ResourceRequests(cluster.jobs, {"py_modules": [str(RAYDC_PACKAGE_DIR)]})
+        try:
+            self.requests.send(bundles)
+        except Exception as error:  # the queue still works without autoscaling
+            log.warning("could not send the autoscaler request: %s", error)
 
     # -- launching --------------------------------------------------------------------
     def launch_admitted(self, cluster: RayCluster) -> None:

@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from raydc.cluster.autoscaler import NodeTypeSpec
 from raydc.scheduler.model import (
     Decisions,
     Job,
     Node,
+    NodeType,
     PolicyConfig,
     Shape,
     Snapshot,
@@ -113,8 +115,16 @@ def job_of_row(row: JobRow) -> Job:
     )  # fmt: skip
 
 
+def node_types_of(specs: list[NodeTypeSpec]) -> list[NodeType]:
+    return [NodeType(t.name, t.cpu, t.gpu, t.memory_gb, t.max_count, t.custom) for t in specs]
+
+
 def schedule(
-    session: Session, settings: Settings, capacity: ClusterCapacity | None, now: datetime
+    session: Session,
+    settings: Settings,
+    capacity: ClusterCapacity | None,
+    now: datetime,
+    node_types: list[NodeType] | None = None,
 ) -> tuple[QueueView, list[str]]:
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
     rows = {r.id: r for r in session.scalars(select(JobRow).where(JobRow.status.in_(_QUEUED)))}
@@ -122,13 +132,14 @@ def schedule(
     yielding = _yielding(queued)
     pending = [job_of_row(r) for r in queued if r.id not in yielding]
     running = [job_of_row(r) for r in rows.values() if r.status != JobStatus.PENDING.value]
-    # With nothing pending a pass can still grow an elastic job onto idle capacity.
-    if not pending and not any(j.workers < j.max_workers for j in running):
+    # With nothing pending a pass can still grow an elastic job onto idle capacity, or
+    # shrink the autoscaler request so idle nodes can go.
+    if not pending and not node_types and not any(j.workers < j.max_workers for j in running):
         return _with_yielding(QueueView(), yielding), []
     tenants = {row.name: tenant_of_row(row) for row in session.scalars(select(TenantRow))}
     snapshot = Snapshot(
         now=now.timestamp(), nodes=nodes_of(capacity), running=running, pending=pending,
-        tenants=tenants, config=policy_config(settings),
+        tenants=tenants, config=policy_config(settings), node_types=node_types or [],
     )  # fmt: skip
     decisions = decide(snapshot)
     admitted = []
