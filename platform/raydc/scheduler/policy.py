@@ -102,6 +102,7 @@ class _Pass:
         self.unheld_fits: dict[tuple[Shape, int, int], tuple[list[int], int]] = {}
         self.pool: preemption.VictimPool | None = None
         self.some_fit_at = -1  # free-map version at which some pending shape still fit
+        self.fit_shape: Shape | None = None
         self.settled_waits: dict[tuple[object, ...], Wait] = {}
         self.wait_objects: dict[tuple[object, ...], Wait] = {}
         self.ranks: dict[str, int] = {}  # effective priority of pending jobs above their own
@@ -174,9 +175,14 @@ class _Pass:
             return True
         if self.some_fit_at == self.free.version:
             return False  # known from the last look; the free map has not changed since
-        if any(self.free.any_node_fits(shape) for shape, _ in keys):
+        last = self.fit_shape  # what fitted last time most likely still does: try it first
+        if last is not None and self.free.any_node_fits(last):
             self.some_fit_at = self.free.version
             return False
+        for shape, _ in keys:
+            if shape is not last and self.free.any_node_fits(shape):
+                self.some_fit_at, self.fit_shape = self.free.version, shape
+                return False
         for shape, strategy in keys:
             self.failed[(shape, id(strategy))] = 1
         return True
