@@ -336,3 +336,14 @@ def test_a_job_within_its_quota_goes_before_one_that_would_borrow() -> None:
     decisions = decide(snap(pending, tenants=tenants))
     assert admitted(decisions) == ["b-within"]
     assert decisions.waiting["a-borrows"].code is WaitCode.QUOTA
+
+
+def test_a_requeued_victim_sits_out_while_the_job_it_made_room_for_waits() -> None:
+    victim = job("victim", at=0, yields_to="lender")
+    lender = job("lender", tenant="b", at=5, workers=4)
+    decisions = decide(snap([victim, lender], cluster=nodes(4)))
+    assert admitted(decisions) == ["lender"]
+    wait = decisions.waiting["victim"]
+    assert wait.code is WaitCode.RESERVED and wait.blocker == "lender"
+    # Once the lender is no longer pending, the victim queues like any other job.
+    assert admitted(decide(snap([victim], cluster=nodes(4)))) == ["victim"]

@@ -13,13 +13,13 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from raydc.cluster.jobs import RayJobs
+from raydc.specs.capacity import NodeType
 
 log = logging.getLogger(__name__)
 _BYTES_PER_GB = 1024**3
@@ -28,17 +28,7 @@ REQUEST_ENTRYPOINT = "python -m raydc.workloads.request_resources"
 ENV_REQUEST = "RAYDC_RESOURCE_REQUEST"
 
 
-@dataclass(frozen=True)
-class NodeTypeSpec:
-    name: str
-    cpu: float
-    gpu: float
-    memory_gb: float
-    max_count: int
-    custom: tuple[tuple[str, float], ...] = ()
-
-
-def node_types_from_cluster_config(path: Path) -> list[NodeTypeSpec]:
+def node_types_from_cluster_config(path: Path) -> list[NodeType]:
     """The node types of a `ray up` config; raises ValueError naming a bad field."""
     try:
         data = yaml.safe_load(path.read_text())
@@ -64,7 +54,7 @@ def node_types_from_cluster_config(path: Path) -> list[NodeTypeSpec]:
             raise ValueError(f"{where}.max_workers must be a non-negative integer")
         memory = amounts.pop("memory", None)
         found.append(
-            NodeTypeSpec(
+            NodeType(
                 name=str(name), cpu=amounts.pop("CPU", 0.0), gpu=amounts.pop("GPU", 0.0),
                 memory_gb=memory / _BYTES_PER_GB if memory is not None else UNKNOWN_MEMORY_GB,
                 max_count=count, custom=tuple(sorted(amounts.items())),

@@ -11,7 +11,10 @@ import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from raydc.specs.capacity import NodeType
 from raydc.specs.jobs import PlacementStrategy as Strategy
+
+__all__ = ["NodeType", "Strategy"]  # re-exported: the policy's vocabulary in one place
 
 CPU, GPU, MEMORY = "cpu", "gpu", "memory_gb"
 DIMENSIONS = (CPU, GPU, MEMORY)
@@ -59,18 +62,6 @@ class Node:
     custom: tuple[tuple[str, float], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class NodeType:
-    """A kind of node the autoscaler may add, and how many of it the cluster may have."""
-
-    name: str
-    cpu: float
-    gpu: float
-    memory_gb: float
-    max_count: int
-    custom: tuple[tuple[str, float], ...] = ()
-
-
 @dataclass(slots=True)
 class Job:
     """A pending or running job as the policy sees it."""
@@ -91,6 +82,10 @@ class Job:
     started_at: float | None = None  # start of the current run
     last_checkpoint_at: float | None = None
     stopping_for: str | None = None  # a stop was requested to make room for this job id
+    # Pending jobs only: preempted to make room for this job id. Requeued before that job
+    # is admitted, it sits out while that job is still pending, so the room is not handed
+    # straight back to it (the two would preempt each other for ever).
+    yields_to: str | None = None
     resized_at: float | None = None
 
     @property

@@ -21,20 +21,6 @@ from raydc.scheduler.model import TOP_PRIORITY, Job, PolicyConfig, Shape, Strate
 _SUBMISSION = attrgetter("submitted_at", "id")
 
 
-def effective_priority(job: Job, now: float, config: PolicyConfig) -> int:
-    if config.aging_s <= 0:
-        return job.priority
-    waited = now - (job.queued_at if job.queued_at is not None else job.submitted_at)
-    return min(TOP_PRIORITY, job.priority + max(0, int(waited // config.aging_s)))
-
-
-def service_level(job: Job, now: float, config: PolicyConfig) -> int:
-    attained = job.attained_gpu_s
-    if job.started_at is not None and job.workers:
-        attained += (now - job.started_at) * job.shape.gpu * job.workers
-    return bisect.bisect_right(config.service_levels_gpu_s, attained)
-
-
 class Order:
     """The pending jobs grouped for one pass; iterate to get them in scheduling order.
 

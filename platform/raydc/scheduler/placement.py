@@ -195,7 +195,3 @@ class FreeMap:
 
     def totals(self) -> tuple[float, float, float]:
         return (float(self.cpu.sum()), float(self.gpu.sum()), float(self.mem.sum()))
-
-    def free_totals(self) -> list[float]:
-        """Free resources summed over nodes, ignoring nodes promised beyond what they have."""
-        return [float(np.clip(c, 0, None).sum()) for c in (self.cpu, self.gpu, self.mem)]

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from raydc.scheduler import preemption
+from raydc.scheduler.autoscale import scale_request
 from raydc.scheduler.model import (
     Admit,
     Decisions,
@@ -37,6 +38,7 @@ from raydc.scheduler.model import (
 from raydc.scheduler.ordering import Order
 from raydc.scheduler.placement import FreeMap
 from raydc.scheduler.quotas import Ledger, Vector
+from raydc.scheduler.unheld import UnheldRoom
 
 _CAPACITY_WAITS = {WaitCode.CAPACITY, WaitCode.RESERVED, WaitCode.PREEMPTING}
 
@@ -93,13 +95,7 @@ class _Pass:
         self.fits_cache: dict[tuple[int, Shape, int, int], bool] = {}
         self.scale_bundles: list[tuple[Shape, int]] = []
         self.admitted_elastic: list[Job] = []
-        # The free map as if nothing were held for blocked jobs (explanations only),
-        # kept up to date through admissions; node index -> step of its last change.
-        self.unheld: FreeMap | None = None
-        self.unheld_step = 0
-        self.unheld_touched: dict[int, int] = {}
-        self.unheld_failed: dict[tuple[Shape, int], int] = {}
-        self.unheld_fits: dict[tuple[Shape, int, int], tuple[list[int], int]] = {}
+        self.unheld = UnheldRoom()  # for "reserved for job X" explanations
         self.pool: preemption.VictimPool | None = None
         self.some_fit_at = -1  # free-map version at which some pending shape still fit
         self.fit_shape: Shape | None = None
@@ -127,7 +123,14 @@ class _Pass:
 
     # -- the walk ---------------------------------------------------------------------
     def run(self) -> Decisions:
-        order = Order(self.snap.pending, self.now, self.config, self.levels, self.ranks)
+        pending_ids = {job.id for job in self.snap.pending}
+        yielding = [j for j in self.snap.pending if j.yields_to in pending_ids]
+        queued = (
+            [j for j in self.snap.pending if j.yields_to not in pending_ids]
+            if yielding
+            else self.snap.pending
+        )
+        order = Order(queued, self.now, self.config, self.levels, self.ranks)
         depth = self.config.queue_depth
         ledger = self.ledger
         memo: dict[tuple[object, ...], tuple[int, object]] = {}
@@ -163,6 +166,12 @@ class _Pass:
                 depth -= 1
             elif self.attempts_left <= 0 and self._nothing_fits(order.shapes):
                 settled = True
+        for job in yielding:
+            self.out.order.append(job.id)
+            self.out.waiting[job.id] = Wait(
+                WaitCode.RESERVED, f"preempted for job {job.yields_to}: its room is held for it",
+                job.yields_to,
+            )  # fmt: skip
         if not self.capacity_wait:
             self._grow()
         if self.largest is not None:
@@ -259,7 +268,7 @@ class _Pass:
 
     def _admit(self, job: Job, placement: dict[str, int]) -> None:
         self.free.take(job.shape, placement)
-        self._unheld_take(job.shape, placement)
+        self.unheld.take(job.shape, placement)
         self.ledger.add(job.tenant, job.shape.times(job.min_workers))
         self.placements[job.id] = placement
         self.out.admit.append(Admit(job.id, job.min_workers, placement))
@@ -303,7 +312,7 @@ class _Pass:
             self._same_wait(job, (WaitCode.SCALE_UP,), lambda: Wait(
                 WaitCode.SCALE_UP, "waiting for scale-up: the cluster is full"))  # fmt: skip
             return
-        if self.holds and self._fits_without_holds(job):
+        if self.holds and self.unheld.fits(job, self.free, self.holds):
             holder = self.holds[0][2]
             self._same_wait(job, (WaitCode.RESERVED, holder), lambda: Wait(
                 WaitCode.RESERVED, f"capacity reserved for job {holder}", holder))  # fmt: skip
@@ -324,47 +333,6 @@ class _Pass:
         if wait is None:
             wait = self.wait_objects[key] = make()
         self.out.waiting[job.id] = wait
-
-    def _fits_without_holds(self, job: Job) -> bool:
-        """Whether ``job`` would fit if nothing were held for others (explanations only).
-
-        Answers are remembered: a misfit stays a misfit (admissions only take room), and
-        a fit stays a fit while no admission has touched the nodes it was found on.
-        """
-        if self.unheld is None:
-            trial = self.free.copy()
-            for shape, placement, _ in self.holds:
-                trial.give(shape, placement)
-            self.unheld = trial
-            self.unheld_touched.clear()
-            self.unheld_failed.clear()
-            self.unheld_fits.clear()
-        strategy = id(job.strategy)
-        failed = self.unheld_failed.get((job.shape, strategy))
-        if failed is not None and job.min_workers >= failed:
-            return False
-        key = (job.shape, strategy, job.min_workers)
-        known = self.unheld_fits.get(key)
-        touched = self.unheld_touched
-        if known is not None and all(touched.get(i, -1) <= known[1] for i in known[0]):
-            return True
-        found = self.unheld.place(job.shape, job.min_workers, job.strategy)
-        if found is None:
-            self.unheld_failed[(job.shape, strategy)] = min(job.min_workers, failed or 1 << 30)
-            return False
-        index = self.unheld.index
-        self.unheld_fits[key] = ([index[n] for n in found], self.unheld_step)
-        return True
-
-    def _unheld_take(self, shape: Shape, placement: dict[str, int]) -> None:
-        if self.unheld is None:
-            return
-        self.unheld.take(shape, placement)
-        self.unheld_step += 1
-        for node_id in placement:
-            i = self.unheld.index.get(node_id)
-            if i is not None:
-                self.unheld_touched[i] = self.unheld_step
 
     def _reserve(self, job: Job) -> None:
         """Hold the nodes that free up soonest for ``job``; others may use only the rest."""
@@ -472,7 +440,7 @@ class _Pass:
                 self.out.preempt.append(Preempt(victim.job.id, job.id, victim.reason))
         if self.config.instant_preemption:
             self.free = after_stops
-            self.unheld = None  # rebuilt from the new free map when next asked
+            self.unheld.forget()
             self.failed.clear()
             self._admit(job, placement)
             return True
@@ -523,27 +491,9 @@ class _Pass:
         return None
 
     def _scale_request(self) -> list[dict[str, float]]:
-        """What runs plus what waits for a larger cluster, as the autoscaler's bundles."""
-        groups: list[tuple[Shape, int]] = []
         admitted = {a.job_id: a.workers for a in self.out.admit}
-        for job in self.snap.running:
-            groups.append((job.shape, sum(self.placements.get(job.id, {}).values())))
-        for job in self.snap.pending:
-            if job.id in admitted:
-                groups.append((job.shape, admitted[job.id]))
-        groups.extend(self.scale_bundles)
-        cap = self.largest.totals() if self.largest is not None else (0.0, 0.0, 0.0)
-        total = [0.0, 0.0, 0.0]
-        bundles: list[dict[str, float]] = []
-        for shape, workers in groups:
-            for _ in range(workers):
-                if any(total[d] + need > cap[d] for d, need in enumerate(shape.times(1))):
-                    return bundles  # more than the largest cluster holds: ask for that much
-                for d, need in enumerate(shape.times(1)):
-                    total[d] += need
-                bundle = {"cpu": shape.cpu, "gpu": shape.gpu, "memory_gb": shape.memory_gb}
-                bundle.update(shape.custom)
-                bundle = {k: v for k, v in bundle.items() if v > 0}
-                if bundle:
-                    bundles.append(bundle)
-        return bundles
+        groups = [(j.shape, sum(self.placements.get(j.id, {}).values())) for j in self.snap.running]
+        groups += [(j.shape, admitted[j.id]) for j in self.snap.pending if j.id in admitted]
+        groups += self.scale_bundles
+        largest = self.largest.totals() if self.largest is not None else (0.0, 0.0, 0.0)
+        return scale_request(groups, largest)

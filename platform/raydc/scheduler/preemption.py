@@ -46,10 +46,6 @@ class Victim:
     reclaim: bool = False
 
     @property
-    def shrink(self) -> bool:
-        return self.keep_workers > 0
-
-    @property
     def freed(self) -> Vector:
         return self.job.shape.times(sum(self.release.values()))
 

@@ -20,10 +20,6 @@ ZERO: Vector = (0.0, 0.0, 0.0)
 _DEFAULT = Tenant(name="")
 
 
-def demand_of(job: Job, workers: int | None = None) -> Vector:
-    return job.shape.times(job.workers if workers is None else workers)
-
-
 class Ledger:
     """Usage per tenant as jobs are admitted and stopped within one scheduling pass."""
 

@@ -23,7 +23,7 @@ from raydc.cluster.jobs import RayJobNotFound, RaySubmissionRejected
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR, build_launch
-from raydc.server.services.scheduling import QueueView, node_types_of, schedule
+from raydc.server.services.scheduling import QueueView, schedule
 from raydc.settings import Settings
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.store.db import transaction
@@ -54,12 +54,11 @@ class JobReconciler:
         self._starting = False
         self._launch_errors: Counter[str] = Counter()
         # Node types the cluster may grow to (its `ray up` config); none = fixed size.
-        specs = (
+        self.node_types = (
             node_types_from_cluster_config(settings.cluster_config)
             if settings.cluster_config is not None
             else []
         )
-        self.node_types = node_types_of(specs)
         self.requests: ResourceRequests | None = None
 
     # -- loop -------------------------------------------------------------------------

@@ -24,6 +24,19 @@ class NodeResources(Protocol):
     def node_id(self) -> str: ...
 
 
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    """A kind of node the autoscaler may add, and how many of it the cluster may have
+    (from the cluster's `ray up` config)."""
+
+    name: str
+    cpu: float
+    gpu: float
+    memory_gb: float
+    max_count: int
+    custom: tuple[tuple[str, float], ...] = ()
+
+
 @dataclass(frozen=True)
 class ClusterCapacity:
     total: Demand

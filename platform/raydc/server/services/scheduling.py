@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from raydc.cluster.autoscaler import NodeTypeSpec
 from raydc.scheduler.model import (
     Decisions,
     Job,
@@ -26,8 +25,6 @@ from raydc.scheduler.model import (
     Snapshot,
     Strategy,
     Tenant,
-    Wait,
-    WaitCode,
 )
 from raydc.scheduler.policy import decide
 from raydc.server.services.job_status import switch_job_status
@@ -111,12 +108,9 @@ def job_of_row(row: JobRow) -> Job:
         workers=size if active else 0, placement=placement,
         started_at=_seconds(row.run_started_at) if active else None,
         last_checkpoint_at=_seconds(row.last_checkpoint_at), stopping_for=stopping_for,
+        yields_to=None if active else row.stop_for,
         resized_at=_seconds(row.run_started_at) if active and row.attempt > 1 else None,
     )  # fmt: skip
-
-
-def node_types_of(specs: list[NodeTypeSpec]) -> list[NodeType]:
-    return [NodeType(t.name, t.cpu, t.gpu, t.memory_gb, t.max_count, t.custom) for t in specs]
 
 
 def schedule(
@@ -129,13 +123,12 @@ def schedule(
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
     rows = {r.id: r for r in session.scalars(select(JobRow).where(JobRow.status.in_(_QUEUED)))}
     queued = [r for r in rows.values() if r.status == JobStatus.PENDING.value]
-    yielding = _yielding(queued)
-    pending = [job_of_row(r) for r in queued if r.id not in yielding]
+    pending = [job_of_row(r) for r in queued]
     running = [job_of_row(r) for r in rows.values() if r.status != JobStatus.PENDING.value]
     # With nothing pending a pass can still grow an elastic job onto idle capacity, or
     # shrink the autoscaler request so idle nodes can go.
     if not pending and not node_types and not any(j.workers < j.max_workers for j in running):
-        return _with_yielding(QueueView(), yielding), []
+        return QueueView(), []
     tenants = {row.name: tenant_of_row(row) for row in session.scalars(select(TenantRow))}
     snapshot = Snapshot(
         now=now.timestamp(), nodes=nodes_of(capacity), running=running, pending=pending,
@@ -159,37 +152,12 @@ def schedule(
         row.target_workers = resize.workers
         if resize.workers > (row.workers or 0):
             row.placement = resize.placement  # hold the room it grows into
+    still_pending = {r.id for r in queued} - set(admitted)
+    for row in queued:  # a victim's preemptor has started (or gone): it queues normally
+        if row.stop_for is not None and row.stop_for not in still_pending:
+            row.stop_for = None
     view = QueueView(decisions, {r.id: r.tenant for r in rows.values()})
-    return _with_yielding(view, yielding), admitted
-
-
-def _yielding(queued: list[JobRow]) -> dict[str, str]:
-    """Requeued victims whose preemptor still waits: victim id -> the job it stopped for.
-
-    Live, a victim is requeued before the job it made room for is admitted; in the same
-    pass the policy could hand the room straight back to the victim (a borrower queued
-    ahead of the lender reclaiming from it) and the two would preempt each other forever.
-    So a victim sits out until the job it stopped for has left the queue.
-    """
-    waiting = {row.id for row in queued}
-    yielding: dict[str, str] = {}
-    for row in queued:
-        if row.stop_for is None:
-            continue
-        if row.stop_for in waiting:
-            yielding[row.id] = row.stop_for
-        else:
-            row.stop_for = None  # that job was admitted or left: queue normally again
-    return yielding
-
-
-def _with_yielding(view: QueueView, yielding: dict[str, str]) -> QueueView:
-    for job_id, for_job in yielding.items():
-        view.decisions.order.append(job_id)
-        view.decisions.waiting[job_id] = Wait(
-            WaitCode.RESERVED, f"preempted for job {for_job}: its room is held for it", for_job
-        )
-    return view
+    return view, admitted
 
 
 def _request_stop(session: Session, row: JobRow, action: str, for_job: str | None,
