@@ -124,7 +124,8 @@ class JobRow(Base):
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A stop the scheduler asked for: "preempt" or "resize"; stop_for is the job id the
-    # stop makes room for, target_workers the size of the run after a resize.
+    # stop makes room for (kept on the requeued PENDING victim until that job is admitted:
+    # the policy's Job.yields_to), target_workers the size of the run after a resize.
     stop_action: Mapped[str | None] = mapped_column(String(16))
     stop_for: Mapped[str | None] = mapped_column(String(64))
     target_workers: Mapped[int | None] = mapped_column(Integer)
