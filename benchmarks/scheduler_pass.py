@@ -4,7 +4,8 @@ The live policy configuration (explanations on, preemption on, one reservation) 
 cluster of 1,000 nodes x 8 GPUs, ~90% busy with ~2,600 running jobs of 24 tenants (with
 quotas, some borrowing), and 10,000 pending jobs of mixed priority and shape: 1-8 GPU
 workers, multi-node gangs, CPU-only and elastic jobs. Each trial builds the snapshot's
-job objects afresh (as the control plane does from its database) and times ``decide``.
+job objects afresh (as the control plane does from its database, which returns pending
+jobs in submission order) and times ``decide``.
 
     python benchmarks/scheduler_pass.py [--trials 15] [--pending 10000] [--nodes 1000]
 """
@@ -83,6 +84,7 @@ def build(pending_count: int, node_count: int, seed: int = 7) -> Snapshot:
         running.append(job)
         used += job.shape.gpu * job.workers
     pending = [make(i + k, now - rng.uniform(0, 7200)) for k in range(pending_count)]
+    pending.sort(key=lambda job: (job.submitted_at, job.id))  # as the database returns them
     return Snapshot(now, nodes, running, pending, tenants, PolicyConfig())
 
 

@@ -321,6 +321,35 @@ def test_pending_demand_the_cluster_can_grow_to_becomes_a_resource_request() -> 
     )
 
 
+def test_every_job_waiting_for_scale_up_counts_toward_the_request() -> None:
+    # Without preemption the pass settles after the first blocked job, and the rest of
+    # the queue is explained from remembered reasons: their workers must still count.
+    types = [NodeType("gpu", cpu=8, gpu=4, memory_gb=64, max_count=4)]
+    running = [run("r", "n0", 4, shape=GPU1)]
+    pending = [job(f"p{i}", shape=GPU1, at=i) for i in range(10)]
+    config = PolicyConfig(aging_s=0, preemption=False)
+    decisions = decide(snap(pending, running, nodes(8, gpu=4), node_types=types, config=config))
+    assert {w.code for w in decisions.waiting.values()} == {WaitCode.SCALE_UP}
+    assert decisions.scale_request == [{"cpu": 1.0, "gpu": 1.0}] * 14  # 4 running + 10 waiting
+
+
+def test_the_order_jobs_arrive_in_does_not_change_the_decision() -> None:
+    # The control plane reads pending jobs in submission order (and the pass then skips
+    # sorting); the simulator does not. Both must come to the same decision.
+    tenants = {t: Tenant(t, nominal=(None, 2.0, None)) for t in "abc"}
+    pending = [
+        job(f"{t}{i}", tenant=t, priority=i % 3, shape=GPU1, workers=1 + i % 2, at=(i * 7) % 5)
+        for t in "abc"
+        for i in range(6)
+    ]
+    ordered = sorted(pending, key=lambda j: (j.submitted_at, j.id))
+    shuffled = ordered[::-1]
+    cluster = nodes(8, 8, gpu=4)
+    first = decide(snap(ordered, cluster=cluster, tenants=tenants))
+    assert first.admit and first.waiting
+    assert decide(snap(shuffled, cluster=cluster, tenants=tenants)) == first
+
+
 def test_the_decision_is_pure() -> None:
     running = [run("lo", "n0", 4, priority=0)]
     pending = [job("hi", priority=2, workers=4)]

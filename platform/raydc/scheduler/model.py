@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from raydc.specs.capacity import NodeType
 from raydc.specs.jobs import PlacementStrategy as Strategy
@@ -22,22 +23,17 @@ PRIORITY_NAMES = ("low", "normal", "high", "critical")
 TOP_PRIORITY = len(PRIORITY_NAMES) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """One worker's resources (one placement-group bundle)."""
+class Shape(NamedTuple):
+    """One worker's resources (one placement-group bundle).
+
+    A named tuple, not a dataclass: shapes key the policy's per-pass caches, and a
+    tuple hashes and compares in C — a Python ``__hash__`` ran tens of thousands of
+    times a pass."""
 
     cpu: float = 0.0
     gpu: float = 0.0
     memory_gb: float = 0.0
     custom: tuple[tuple[str, float], ...] = ()  # sorted (name, amount)
-    # Shapes key the policy's per-pass caches: hash once, not on every lookup.
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.cpu, self.gpu, self.memory_gb, self.custom)))
-
-    def __hash__(self) -> int:
-        return self._hash
 
     def times(self, count: int) -> tuple[float, float, float]:
         return (self.cpu * count, self.gpu * count, self.memory_gb * count)

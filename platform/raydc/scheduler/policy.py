@@ -9,7 +9,7 @@ One pass walks the pending jobs in scheduling order (see ordering.py) and, for e
 4. otherwise looks for the cheapest set of jobs to stop (preemption.py);
 5. failing that, the first blocked jobs reserve capacity: later (smaller) jobs backfill
    only around it, so a large job is not starved by a stream of small ones.
-After the walk, idle capacity grows elastic jobs toward their maximum — but only when
+After the walk, idle capacity grows elastic jobs toward their maximum (growth.py) — only when
 no job waits for capacity. Pending demand the cluster could grow to hold becomes the
 autoscaler request; the request also holds what runs, so it shrinks as the queue drains.
 """
@@ -19,10 +19,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
-import numpy as np
-
 from raydc.scheduler import preemption
 from raydc.scheduler.autoscale import scale_request
+from raydc.scheduler.growth import Growth
 from raydc.scheduler.model import (
     Admit,
     Decisions,
@@ -41,6 +40,7 @@ from raydc.scheduler.quotas import Ledger, Vector
 from raydc.scheduler.unheld import UnheldRoom
 
 _CAPACITY_WAITS = {WaitCode.CAPACITY, WaitCode.RESERVED, WaitCode.PREEMPTING}
+_UNKNOWN = Wait(WaitCode.QUOTA, "")  # a cache miss, told apart from a cached None
 
 
 def decide(snapshot: Snapshot) -> Decisions:
@@ -64,23 +64,28 @@ class _Pass:
         nodes = snapshot.nodes or []
         self.empty = FreeMap.of_nodes(nodes)  # read-only: the cluster with nothing running
         self.free = self.empty.copy()
-        self.placements = {j.id: j.placement for j in snapshot.running if j.placement is not None}
-        self.free.take_all([(j.shape, j.placement) for j in snapshot.running if j.placement])
+        self.placements: dict[str, dict[str, int]] = {}
+        self.stopping: dict[str, list[Job]] = {}  # preemptor -> its victims still stopping
+        placed, unplaced = [], []
         for job in snapshot.running:
-            if job.placement is None:  # not placed by us (recovered): put it where it fits
-                placement = self.free.place(job.shape, job.workers, job.strategy) or {}
-                self.free.take(job.shape, placement)
-                self.placements[job.id] = placement
+            if job.stopping_for is not None:
+                self.stopping.setdefault(job.stopping_for, []).append(job)
+            if job.placement is None:
+                unplaced.append(job)
+                continue
+            self.placements[job.id] = job.placement
+            placed.append((job.shape, job.placement))
+        self.free.take_all(placed)
+        for job in unplaced:  # not placed by us (recovered): put it where it fits
+            placement = self.free.place(job.shape, job.workers, job.strategy) or {}
+            self.free.take(job.shape, placement)
+            self.placements[job.id] = placement
         self.ledger = Ledger(snapshot.tenants, snapshot.running, self.empty.totals())
         self.levels: dict[str, int] = {}
         self.lowest_priority = 99
         self.shrinkable = False
         self.top_level: dict[int, int] = {}  # priority -> highest level that may be time-shared
         self._summarize_running()
-        self.stopping: dict[str, list[Job]] = {}
-        for job in snapshot.running:
-            if job.stopping_for is not None:
-                self.stopping.setdefault(job.stopping_for, []).append(job)
         self.largest = FreeMap.of_node_types(snapshot.node_types) if snapshot.node_types else None
         self.can_grow = self.largest is not None and len(self.largest) > len(self.empty)
         self.gone: set[str] = set()  # running jobs chosen to stop in this pass
@@ -99,10 +104,13 @@ class _Pass:
         self.pool: preemption.VictimPool | None = None
         self.some_fit_at = -1  # free-map version at which some pending shape still fit
         self.fit_shape: Shape | None = None
-        self.settled_waits: dict[tuple[object, ...], Wait] = {}
+        self.settled_rank = -1  # the class whose reasons settled_waits holds
+        self.settled_waits: dict[tuple[object, ...], tuple[Wait, bool]] = {}
+        self.capacity_waits: dict[tuple[object, ...], tuple[Wait, bool]] = {}
+        self.quota_waits: dict[tuple[str, Shape, int], Wait | None] = {}
         self.wait_objects: dict[tuple[object, ...], Wait] = {}
-        self.ranks: dict[str, int] = {}  # effective priority of pending jobs above their own
         self.hopeless: dict[tuple[object, ...], int] = {}  # preemption failed at >= workers
+        self.order = Order(snapshot.pending, self.now, self.config)
 
     def _summarize_running(self) -> None:
         """Service levels, and what could ever be stopped this pass (so most blocked jobs
@@ -123,40 +131,12 @@ class _Pass:
 
     # -- the walk ---------------------------------------------------------------------
     def run(self) -> Decisions:
-        pending_ids = {job.id for job in self.snap.pending}
-        yielding = [j for j in self.snap.pending if j.yields_to in pending_ids]
-        queued = (
-            [j for j in self.snap.pending if j.yields_to not in pending_ids]
-            if yielding
-            else self.snap.pending
-        )
-        order = Order(queued, self.now, self.config, self.levels, self.ranks)
+        order = self.order
         depth = self.config.queue_depth
-        ledger = self.ledger
-        memo: dict[tuple[object, ...], tuple[int, object]] = {}
-
-        def share(tenant: str) -> float:  # remembered until usage changes
-            known = memo.get((tenant,))
-            if known is None or known[0] != ledger.version:
-                known = (ledger.version, ledger.share(tenant))
-                memo[(tenant,)] = known
-            return known[1]  # type: ignore[return-value]
-
-        def borrows(job: Job) -> bool:
-            key = (job.tenant, job.shape, job.min_workers)
-            known = memo.get(key)
-            if known is None or known[0] != ledger.version:
-                demand = job.shape.times(job.min_workers)
-                known = (ledger.version, not ledger.within_nominal(job.tenant, demand))
-                memo[key] = known
-            return known[1]  # type: ignore[return-value]
-
+        jobs = order.jobs(self.ledger.share, self.ledger.would_borrow)
         settled = False  # nothing more can start or be preempted for in this pass
-        for job in order.jobs(share, borrows):
+        for job in jobs:
             self.out.order.append(job.id)
-            if settled:
-                self._explain_settled(job)
-                continue
             if self._consider(job):
                 continue
             if not self.config.explain:
@@ -166,24 +146,32 @@ class _Pass:
                 depth -= 1
             elif self.attempts_left <= 0 and self._nothing_fits(order.shapes):
                 settled = True
-        for job in yielding:
+                break
+        if settled:  # the rest of the queue only needs its reasons, in queue order
+            queue, explain = self.out.order, self._explain_settled
+            for job in jobs:
+                queue.append(job.id)
+                explain(job)
+        for job in order.yielding:
             self.out.order.append(job.id)
             self.out.waiting[job.id] = Wait(
                 WaitCode.RESERVED, f"preempted for job {job.yields_to}: its room is held for it",
                 job.yields_to,
             )  # fmt: skip
         if not self.capacity_wait:
-            self._grow()
+            Growth(self.free, self.ledger, self.placements).grow(
+                self.admitted_elastic, self.snap, self.gone, self.out
+            )
         if self.largest is not None:
             self.out.scale_request = self._scale_request()
         return self.out
 
     def _nothing_fits(self, keys: set[tuple[Shape, Strategy]]) -> bool:
         """Whether not even one worker of any pending job fits anywhere now."""
-        if all(self.failed.get((shape, id(strategy))) == 1 for shape, strategy in keys):
-            return True
         if self.some_fit_at == self.free.version:
             return False  # known from the last look; the free map has not changed since
+        if all(self.failed.get((shape, id(strategy))) == 1 for shape, strategy in keys):
+            return True
         last = self.fit_shape  # what fitted last time most likely still does: try it first
         if last is not None and self.free.any_node_fits(last):
             self.some_fit_at = self.free.version
@@ -204,7 +192,7 @@ class _Pass:
                 return self.config.instant_preemption
             self._wait(job, WaitCode.QUOTA, lambda: self.ledger.refusal(job.tenant, demand) or "")
             return False
-        if job.id in self.stopping and self._await_victims(job, demand):
+        if self.stopping and job.id in self.stopping and self._await_victims(job, demand):
             return False
         placement = self._place(job)
         if placement is not None:
@@ -219,21 +207,48 @@ class _Pass:
         return False
 
     def _explain_settled(self, job: Job) -> None:
-        """Once settled and with no reservation left to make, equal jobs wait for equal
-        reasons: work each reason out once."""
-        if self.reservations_left > 0 or job.id in self.stopping:
+        """Once settled, with no reservation left to make, a job waits either on its
+        tenant's quota or for a reason that depends only on its shape, size and rank:
+        equal jobs of one class wait for the same reason, worked out once."""
+        if self.reservations_left > 0 or (self.stopping and job.id in self.stopping):
             self._explain(job)
+            self.settled_waits.clear()  # room held for a stopping job's preemptor
+            self.capacity_waits.clear()
             return
-        rank = self.ranks.get(job.id, job.priority)
-        key = (job.tenant, job.shape, id(job.strategy), job.min_workers, rank)
-        wait = self.settled_waits.get(key)
-        if wait is None:
-            self._explain(job)
-            wait = self.out.waiting.get(job.id)
-            if wait is not None:
-                self.settled_waits[key] = wait
-            return
-        self.out.waiting[job.id] = wait
+        if self.settled_rank != self.order.rank:  # a new class: its own reasons
+            self.settled_rank = self.order.rank
+            self.settled_waits.clear()
+        key = (job.tenant, job.shape, id(job.strategy), job.min_workers)
+        known = self.settled_waits.get(key)
+        if known is None:
+            known = self.settled_waits[key] = self._settled_reason(job)
+        self.out.waiting[job.id] = known[0]
+        if known[1]:  # its workers count toward the autoscaler request like the first one's
+            self.scale_bundles.append((job.shape, job.min_workers))
+
+    def _settled_reason(self, job: Job) -> tuple[Wait, bool]:
+        """Why ``job`` waits once settled, and whether it asks the autoscaler for nodes."""
+        shape, workers = job.shape, job.min_workers
+        quota_key = (job.tenant, shape, workers)
+        refused = self.quota_waits.get(quota_key, _UNKNOWN)
+        if refused is _UNKNOWN:
+            demand = shape.times(workers)
+            refusal = None if self.ledger.allows(job.tenant, demand) else self.ledger.refusal
+            refused = self.quota_waits[quota_key] = (
+                None if refusal is None else Wait(WaitCode.QUOTA, refusal(job.tenant, demand) or "")
+            )
+        if refused is not None:
+            return refused, False
+        key = (shape, id(job.strategy), workers, self.order.rank)
+        known = self.capacity_waits.get(key)
+        if known is None:
+            asked = len(self.scale_bundles)
+            self._explain_capacity(job)
+            scaled = len(self.scale_bundles) > asked
+            if scaled:
+                self.scale_bundles.pop()  # the caller counts every job's workers, this one's too
+            known = self.capacity_waits[key] = (self.out.waiting[job.id], scaled)
+        return known
 
     def _explain(self, job: Job) -> None:
         """``_consider`` once nothing fits and no preemption is left: only the reasons
@@ -241,9 +256,13 @@ class _Pass:
         demand = job.shape.times(job.min_workers)
         if not self.ledger.allows(job.tenant, demand):
             self._wait(job, WaitCode.QUOTA, lambda: self.ledger.refusal(job.tenant, demand) or "")
-        elif job.id in self.stopping and self._await_victims(job, demand):
+        elif self.stopping and job.id in self.stopping and self._await_victims(job, demand):
             return
-        elif not self._fits(self.empty, job):
+        else:
+            self._explain_capacity(job)
+
+    def _explain_capacity(self, job: Job) -> None:
+        if not self._fits(self.empty, job):
             self._too_large(job)
         else:
             self._blocked(job)
@@ -300,7 +319,7 @@ class _Pass:
         self.capacity_wait = True
         if self.can_grow and self.largest is not None and self._fits(self.largest, job):
             self.scale_bundles.append((job.shape, job.min_workers))
-        rank = self.ranks.get(job.id, job.priority)
+        rank = self.order.rank
         if self.first_blocked is None:
             self.first_blocked = (rank, job.id)
         if self.reservations_left > 0:
@@ -336,7 +355,7 @@ class _Pass:
 
     def _reserve(self, job: Job) -> None:
         """Hold the nodes that free up soonest for ``job``; others may use only the rest."""
-        order = np.argsort(-self.free.slots(job.shape), kind="stable").tolist()
+        order = (-self.free.slots(job.shape)).argsort(kind="stable").tolist()
         whole = self.empty.slots(job.shape)
         placement: dict[str, int] = {}
         need = job.min_workers
@@ -382,7 +401,7 @@ class _Pass:
     def _may_preempt(self, job: Job, quota_blocked: bool) -> bool:
         if self.shrinkable or self.lowest_priority < job.priority:
             return True
-        if self.top_level.get(job.priority, -1) > self.levels.get(job.id, 0):
+        if self.top_level.get(job.priority, -1) > self.order.level:
             return True
         return (
             not quota_blocked
@@ -397,7 +416,7 @@ class _Pass:
         # tenants over their nominal quota and not quota-blocked share one verdict.
         demand = job.shape.times(job.min_workers)
         tenant_matters = quota_blocked or self.ledger.within_nominal(job.tenant, demand)
-        key = (job.shape, id(job.strategy), job.priority, self.levels.get(job.id, 0),
+        key = (job.shape, id(job.strategy), job.priority, self.order.level,
                job.tenant if tenant_matters else None, quota_blocked)  # fmt: skip
         if self.hopeless.get(key, 1 << 30) <= job.min_workers:
             return False
@@ -407,7 +426,7 @@ class _Pass:
                 self.snap.running, self.placements, self.levels, self.now
             )
         search = preemption.Search(
-            job, self.levels.get(job.id, 0), self.ledger, self.config,
+            job, self.order.level, self.ledger, self.config,
             quota_blocked=quota_blocked, exclude=self.gone,
         )  # fmt: skip
 
@@ -451,45 +470,7 @@ class _Pass:
                    victims[0].job.id)  # fmt: skip
         return True
 
-    # -- elastic growth and autoscaling -----------------------------------------------
-    def _grow(self) -> None:
-        admits = {a.job_id: i for i, a in enumerate(self.out.admit)}
-        for job in self.admitted_elastic:
-            grown = self._try_grow(job, job.min_workers)
-            if grown is not None:
-                self.out.admit[admits[job.id]] = Admit(job.id, *grown)
-        if not self.config.grow_running:
-            return
-        running = sorted(self.snap.running, key=lambda j: (-j.priority, j.submitted_at))
-        for job in running:
-            if not job.elastic or job.workers >= job.max_workers or job.id in self.gone:
-                continue
-            if job.stopping_for is not None:
-                continue
-            since = job.resized_at if job.resized_at is not None else job.started_at
-            if since is not None and self.now - since < self.config.resize_gap_s:
-                continue
-            grown = self._try_grow(job, job.workers)
-            if grown is not None:
-                self.out.resize.append(Resize(job.id, grown[0], grown[1], "grown on idle capacity"))
-
-    def _try_grow(self, job: Job, workers: int) -> tuple[int, dict[str, int]] | None:
-        current = self.placements[job.id]
-        self.free.give(job.shape, current)
-        self.ledger.remove(job.tenant, job.shape.times(workers))
-        for size in range(job.max_workers, workers, -1):
-            if not self.ledger.allows(job.tenant, job.shape.times(size)):
-                continue
-            placement = self.free.place(job.shape, size, job.strategy)
-            if placement is not None:
-                self.free.take(job.shape, placement)
-                self.ledger.add(job.tenant, job.shape.times(size))
-                self.placements[job.id] = placement
-                return size, placement
-        self.free.take(job.shape, current)
-        self.ledger.add(job.tenant, job.shape.times(workers))
-        return None
-
+    # -- autoscaling ---------------------------------------------------------------------
     def _scale_request(self) -> list[dict[str, float]]:
         admitted = {a.job_id: a.workers for a in self.out.admit}
         groups = [(j.shape, sum(self.placements.get(j.id, {}).values())) for j in self.snap.running]

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
+import numpy.typing as npt
 
-from raydc.scheduler.model import Job, PolicyConfig, Shape, Strategy
+from raydc.scheduler.model import Job, PolicyConfig, Strategy
 from raydc.scheduler.placement import EPS, UNBOUNDED, FreeMap
 from raydc.scheduler.quotas import Ledger, Vector
 
@@ -32,6 +34,7 @@ MAX_PRUNE = 32
 # Nodes examined per search, cheapest first: on a large cluster the cheapest room is
 # almost always among them, and a pass must stay fast (see benchmarks/scheduler_pass.py).
 MAX_NODES = 128
+_COST = attrgetter("cost")
 
 
 @dataclass(slots=True)
@@ -44,6 +47,7 @@ class Victim:
     ran_s: float  # how long its current run has lasted
     reason: str = ""
     reclaim: bool = False
+    index: int = -1  # position in VictimPool.victims
 
     @property
     def freed(self) -> Vector:
@@ -64,7 +68,8 @@ def _shrink_release(job: Job, placement: dict[str, int]) -> dict[str, int]:
 
 
 class VictimPool:
-    """Every running job that could ever be stopped, cheapest first."""
+    """Every running job that could ever be stopped, cheapest first, with the columns
+    that decide who may be stopped for whom (see ``Search.mask``)."""
 
     def __init__(
         self,
@@ -75,6 +80,8 @@ class VictimPool:
     ) -> None:
         pool: list[Victim] = []
         day = 86400.0
+        codes: dict[str, int] = {}
+        priority, level_of, ran_s, shrinks, tenant = [], [], [], [], []
         for job in running:
             if job.stopping_for is not None:
                 continue
@@ -85,7 +92,8 @@ class VictimPool:
             age = min(max(now - checkpoint, 0.0), 10 * day) / day  # < 10: below a priority
             level = levels.get(job.id, 0)
             workers = job.workers
-            if job.max_workers > job.min_workers and workers > job.min_workers:
+            shrink = job.max_workers > job.min_workers and workers > job.min_workers
+            if shrink:
                 release = _shrink_release(job, placement)
                 gpus = job.shape.gpu * sum(release.values())
                 pool.append(Victim(job, job.min_workers, release, gpus * 100 + age, level, ran))
@@ -95,14 +103,44 @@ class VictimPool:
                     10_000 + shape.gpu * workers * 100 + job.priority * 10 + age + shape.cpu * 1e-3
                 )
                 pool.append(Victim(job, 0, placement, cost, level, ran))
-        pool.sort(key=lambda v: v.cost)
+            priority.append(job.priority)
+            level_of.append(level)
+            ran_s.append(ran)
+            shrinks.append(shrink)
+            tenant.append(codes.setdefault(job.tenant, len(codes)))
+        order = sorted(range(len(pool)), key=[v.cost for v in pool].__getitem__)  # stable
+        pool = [pool[i] for i in order]
+        by_cost = np.array(order, dtype=np.int64)
+        self.priority = np.array(priority, dtype=np.int64)[by_cost]
+        self.level = np.array(level_of, dtype=np.int64)[by_cost]
+        self.ran = np.array(ran_s, dtype=np.float64)[by_cost]
+        self.shrinks = np.array(shrinks, dtype=np.bool_)[by_cost]
+        self.tenant = np.array(tenant, dtype=np.int64)[by_cost]
+        self.tenant_codes = codes
         self.victims = pool
-        self.by_node: dict[str, list[Victim]] = {}
-        for victim in pool:
+        self.index: dict[str, int] = {}  # job id -> position
+        pair_victim, pair_node = [], []
+        by_node: dict[str, list[Victim]] = {}
+        nodes: dict[str, int] = {}
+        for i, victim in enumerate(pool):
+            victim.index = i
+            self.index[victim.job.id] = i
             for node_id in victim.release:
-                self.by_node.setdefault(node_id, []).append(victim)
+                on_node = by_node.get(node_id)
+                if on_node is None:
+                    on_node = by_node[node_id] = []
+                    nodes[node_id] = len(nodes)
+                on_node.append(victim)
+                pair_victim.append(i)
+                pair_node.append(nodes[node_id])
+        self.by_node = by_node
+        # Each victim's nodes, as (victim, node) pairs, to find the nodes with any victim.
+        self.pair_victim = np.array(pair_victim, dtype=np.int64)
+        self.pair_node = np.array(pair_node, dtype=np.int64)
         # Nodes by their cheapest victim: roughly, where room is cheapest to open.
-        self.node_order = sorted(self.by_node, key=lambda n: self.by_node[n][0].cost)
+        self.node_ids = list(by_node)
+        order = sorted(range(len(self.node_ids)), key=lambda k: by_node[self.node_ids[k]][0].cost)
+        self.node_order = np.array(order, dtype=np.int64)
 
 
 class Search:
@@ -120,6 +158,7 @@ class Search:
     ) -> None:
         self.job, self.level, self.ledger, self.config = job, level, ledger, config
         self.quota_blocked, self.exclude = quota_blocked, exclude
+        self._mask: npt.NDArray[np.bool_] | None = None
         demand = job.shape.times(job.min_workers)
         reclaiming = not quota_blocked and ledger.within_nominal(job.tenant, demand)
         self.lenders_borrowing = (
@@ -130,26 +169,31 @@ class Search:
 
     def candidates(self, pool: VictimPool) -> list[Victim]:
         """The victims that may be stopped for this job, cheapest first."""
-        job, exclude, borrowers = self.job, self.exclude, self.lenders_borrowing
-        priority, level, min_run = job.priority, self.level, self.config.min_run_s
-        own_only = self.quota_blocked
-        found = []
-        for victim in pool.victims:
-            other = victim.job
-            if other.id in exclude or other is job:
-                continue
-            if own_only and other.tenant != job.tenant:
-                continue
-            if victim.keep_workers:
-                if other.priority <= priority:
-                    found.append(victim)
-            elif (
-                other.priority < priority
-                or other.tenant in borrowers
-                or (other.priority == priority and victim.level > level and victim.ran_s >= min_run)
-            ):
-                found.append(victim)
-        return found
+        return [pool.victims[i] for i in np.flatnonzero(self.mask(pool)).tolist()]
+
+    def mask(self, pool: VictimPool) -> npt.NDArray[np.bool_]:
+        """Per victim of ``pool``: whether it may be stopped (or shrunk) for this job."""
+        if self._mask is not None:
+            return self._mask
+        job, priority = self.job, self.job.priority
+        stops = pool.priority < priority
+        borrowers = [pool.tenant_codes[t] for t in self.lenders_borrowing if t in pool.tenant_codes]
+        if borrowers:
+            stops |= np.isin(pool.tenant, borrowers)
+        stops |= (
+            (pool.priority == priority)
+            & (pool.level > self.level)
+            & (pool.ran >= self.config.min_run_s)
+        )
+        allowed = np.where(pool.shrinks, pool.priority <= priority, stops)
+        if self.quota_blocked:
+            allowed &= pool.tenant == pool.tenant_codes.get(job.tenant, -1)
+        for job_id in (*self.exclude, job.id):
+            i = pool.index.get(job_id)
+            if i is not None:
+                allowed[i] = False
+        self._mask = allowed
+        return allowed
 
     def explain(self, victim: Victim) -> None:
         job, other = self.job, victim.job
@@ -167,17 +211,6 @@ class Search:
             victim.reason = f"time-shared with job {job.id}, which has had less service"
 
 
-def _node_slots(shape: Shape, cpu: float, gpu: float, mem: float) -> int:
-    count = UNBOUNDED
-    if shape.cpu > 0:
-        count = min(count, math.floor((cpu + EPS) / shape.cpu))
-    if shape.gpu > 0:
-        count = min(count, math.floor((gpu + EPS) / shape.gpu))
-    if shape.memory_gb > 0:
-        count = min(count, math.floor((mem + EPS) / shape.memory_gb))
-    return max(count, 0)
-
-
 def choose(
     search: Search,
     pool: VictimPool,
@@ -188,34 +221,37 @@ def choose(
     """The victims to stop and where the job then goes, or None if no set is enough."""
     job = search.job
     shape, workers, strategy = job.shape, job.min_workers, job.strategy
-    eligible = search.candidates(pool)
-    if not eligible:
-        return None
     slots_now = free.slots(shape)
     now_slots = slots_now.tolist()
     have = (
-        int((slots_now >= 1).sum())
+        int(np.count_nonzero(slots_now >= 1))
         if strategy is Strategy.STRICT_SPREAD
-        else int(np.minimum(slots_now, workers).sum())
+        else int(np.add.reduce(np.minimum(slots_now, workers)))
     )
     whole = empty.slots(shape).tolist()
-    cpu, gpu, mem = free.cpu.tolist(), free.gpu.tolist(), free.mem.tolist()
+    cpu, gpu, mem = free.cpu, free.gpu, free.mem
+    need_c, need_g, need_m = shape.cpu, shape.gpu, shape.memory_gb
     # Per node: the cheapest prefix of its victims that opens the room J wants there.
-    allowed = {id(victim) for victim in eligible}
+    mask = search.mask(pool)
+    allowed = mask.tolist()
+    with_victims = np.zeros(len(pool.node_ids), dtype=np.bool_)
+    with_victims[pool.pair_node[mask[pool.pair_victim]]] = True
     options: list[tuple[float, int, int, list[Victim]]] = []  # cost, node, slots, victims
     # When one node can hold the whole gang, stop at the first node whose cheapest victim
     # costs more than the best single-node room found so far.
     one_node = strategy is not Strategy.STRICT_SPREAD and max(whole, default=0) >= workers
     best_one = math.inf
     examined = 0
-    for node_id in pool.node_order:
+    node_ids = pool.node_ids
+    for k in pool.node_order[with_victims[pool.node_order]].tolist():
+        node_id = node_ids[k]
         i = free.index.get(node_id)
         if i is None:
             continue
         on_node = pool.by_node[node_id]
         if one_node and on_node[0].cost >= best_one:
             break  # node_order is by this cost: no later node can be cheaper
-        candidates = [v for v in on_node if id(v) in allowed]
+        candidates = [v for v in on_node if allowed[v.index]]
         if not candidates or (one_node and candidates[0].cost >= best_one):
             continue
         examined += 1
@@ -224,16 +260,24 @@ def choose(
         target = 1 if strategy is Strategy.STRICT_SPREAD else min(workers, whole[i])
         if target <= 0 or now_slots[i] >= target:
             continue
-        c, g, m = cpu[i], gpu[i], mem[i]
+        c, g, m = cpu.item(i), gpu.item(i), mem.item(i)
         cost, chosen, slots = 0.0, [], now_slots[i]
         for victim in candidates:
             count = victim.release[node_id]
-            c += victim.job.shape.cpu * count
-            g += victim.job.shape.gpu * count
-            m += victim.job.shape.memory_gb * count
+            freed = victim.job.shape
+            c += freed.cpu * count
+            g += freed.gpu * count
+            m += freed.memory_gb * count
             cost += victim.cost
             chosen.append(victim)
-            slots = _node_slots(shape, c, g, m)
+            # node_slots(shape, c, g, m), inlined: this loop runs thousands of times a pass
+            slots = UNBOUNDED
+            if need_c > 0:
+                slots = min(slots, math.floor((c + EPS) / need_c))
+            if need_g > 0:
+                slots = min(slots, math.floor((g + EPS) / need_g))
+            if need_m > 0:
+                slots = min(slots, math.floor((m + EPS) / need_m))
             if slots >= target:
                 options.append((cost, i, slots, chosen))
                 if slots >= workers:
@@ -242,7 +286,7 @@ def choose(
     picked = _cheapest(options, now_slots, have, workers, strategy)
     if picked is None:
         return None
-    return _finish(search, eligible, picked, free, quota_ok)
+    return _finish(search, pool, picked, free, quota_ok)
 
 
 def _cheapest(
@@ -281,7 +325,7 @@ def _cheapest(
 
 def _finish(
     search: Search,
-    eligible: list[Victim],
+    pool: VictimPool,
     picked: list[Victim],
     free: FreeMap,
     quota_ok: Callable[[Vector], bool],
@@ -298,7 +342,7 @@ def _finish(
         if victim.job.tenant == job.tenant:
             own = [a + b for a, b in zip(own, victim.freed, strict=True)]
     if not quota_ok((own[0], own[1], own[2])):  # free the tenant's own quota too
-        for victim in eligible:
+        for victim in search.candidates(pool):
             if id(victim) in seen or victim.job.tenant != job.tenant:
                 continue
             seen.add(id(victim))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from raydc.scheduler.model import DIMENSIONS, Job, Tenant
+from raydc.scheduler.model import DIMENSIONS, Job, Shape, Tenant
 
 EPS = 1e-9
 Vector = tuple[float, float, float]
@@ -37,6 +37,9 @@ class Ledger:
         self.inverse_total = [1.0 / t if t > 0 else 0.0 for t in cluster_total]
         self._borrowers: set[str] | None = None  # cached until usage changes
         self.version = 0  # bumps on every change of usage
+        # Answers asked for every pending job, remembered until usage changes.
+        self._shares: dict[str, float] = {}
+        self._borrows: dict[tuple[str, Shape, int], bool] = {}
         usage = self.usage
         for job in running:
             shape, workers = job.shape, job.workers
@@ -64,6 +67,10 @@ class Ledger:
     def add(self, name: str, demand: Vector, sign: float = 1.0) -> None:
         self._borrowers = None
         self.version += 1
+        if self._shares:
+            self._shares.clear()
+        if self._borrows:
+            self._borrows.clear()
         usage = self.used(name)
         nominal = self.tenant(name).nominal
         for d in range(3):
@@ -158,9 +165,23 @@ class Ledger:
 
     def share(self, name: str) -> float:
         """Weighted dominant share: the tenant's largest fraction of any resource / weight."""
+        known = self._shares.get(name)
+        if known is not None:
+            return known
         usage = self.usage.get(name)
         if usage is None:
-            return 0.0
-        inv = self.inverse_total
-        dominant = max(usage[0] * inv[0], usage[1] * inv[1], usage[2] * inv[2])
-        return dominant / self.tenant(name).weight
+            known = 0.0
+        else:
+            inv = self.inverse_total
+            dominant = max(usage[0] * inv[0], usage[1] * inv[1], usage[2] * inv[2])
+            known = dominant / self.tenant(name).weight
+        self._shares[name] = known
+        return known
+
+    def would_borrow(self, name: str, shape: Shape, workers: int) -> bool:
+        """Whether ``workers`` more of ``shape`` take the tenant beyond its nominal quota."""
+        key = (name, shape, workers)
+        known = self._borrows.get(key)
+        if known is None:
+            known = self._borrows[key] = not self.within_nominal(name, shape.times(workers))
+        return known

@@ -121,7 +121,10 @@ def schedule(
     node_types: list[NodeType] | None = None,
 ) -> tuple[QueueView, list[str]]:
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
-    rows = {r.id: r for r in session.scalars(select(JobRow).where(JobRow.status.in_(_QUEUED)))}
+    # In submission order: the policy sorts each tenant's jobs by it, and sorted input
+    # makes that sort linear.
+    query = select(JobRow).where(JobRow.status.in_(_QUEUED)).order_by(JobRow.created_at, JobRow.id)
+    rows = {r.id: r for r in session.scalars(query)}
     queued = [r for r in rows.values() if r.status == JobStatus.PENDING.value]
     pending = [job_of_row(r) for r in queued]
     running = [job_of_row(r) for r in rows.values() if r.status != JobStatus.PENDING.value]
