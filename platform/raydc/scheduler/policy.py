@@ -17,7 +17,7 @@ autoscaler request; the request also holds what runs, so it shrinks as the queue
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from raydc.scheduler import preemption
 from raydc.scheduler.autoscale import scale_request
@@ -148,10 +148,7 @@ class _Pass:
                 settled = True
                 break
         if settled:  # the rest of the queue only needs its reasons, in queue order
-            queue, explain = self.out.order, self._explain_settled
-            for job in jobs:
-                queue.append(job.id)
-                explain(job)
+            self._explain_settled(jobs)
         for job in order.yielding:
             self.out.order.append(job.id)
             self.out.waiting[job.id] = Wait(
@@ -166,22 +163,21 @@ class _Pass:
             self.out.scale_request = self._scale_request()
         return self.out
 
-    def _nothing_fits(self, keys: set[tuple[Shape, Strategy]]) -> bool:
+    def _nothing_fits(self, shapes: set[Shape]) -> bool:
         """Whether not even one worker of any pending job fits anywhere now."""
         if self.some_fit_at == self.free.version:
             return False  # known from the last look; the free map has not changed since
-        if all(self.failed.get((shape, id(strategy))) == 1 for shape, strategy in keys):
-            return True
         last = self.fit_shape  # what fitted last time most likely still does: try it first
         if last is not None and self.free.any_node_fits(last):
             self.some_fit_at = self.free.version
             return False
-        for shape, _ in keys:
+        for shape in shapes:
             if shape is not last and self.free.any_node_fits(shape):
                 self.some_fit_at, self.fit_shape = self.free.version, shape
                 return False
-        for shape, strategy in keys:
-            self.failed[(shape, id(strategy))] = 1
+        for shape in shapes:  # no placement of these needs trying again
+            for strategy in Strategy:
+                self.failed[(shape, id(strategy))] = 1
         return True
 
     def _consider(self, job: Job) -> bool:
@@ -206,25 +202,30 @@ class _Pass:
         self._blocked(job)
         return False
 
-    def _explain_settled(self, job: Job) -> None:
+    def _explain_settled(self, jobs: Iterator[Job]) -> None:
         """Once settled, with no reservation left to make, a job waits either on its
         tenant's quota or for a reason that depends only on its shape, size and rank:
-        equal jobs of one class wait for the same reason, worked out once."""
-        if self.reservations_left > 0 or (self.stopping and job.id in self.stopping):
-            self._explain(job)
-            self.settled_waits.clear()  # room held for a stopping job's preemptor
-            self.capacity_waits.clear()
-            return
-        if self.settled_rank != self.order.rank:  # a new class: its own reasons
-            self.settled_rank = self.order.rank
-            self.settled_waits.clear()
-        key = (job.tenant, job.shape, id(job.strategy), job.min_workers)
-        known = self.settled_waits.get(key)
-        if known is None:
-            known = self.settled_waits[key] = self._settled_reason(job)
-        self.out.waiting[job.id] = known[0]
-        if known[1]:  # its workers count toward the autoscaler request like the first one's
-            self.scale_bundles.append((job.shape, job.min_workers))
+        equal jobs of one class wait for the same reason, worked out once. (One loop
+        over the rest of the queue, often most of it: kept lean.)"""
+        queue, waiting, order = self.out.order, self.out.waiting, self.order
+        reasons = self.settled_waits
+        for job in jobs:
+            queue.append(job.id)
+            if self.reservations_left > 0 or (self.stopping and job.id in self.stopping):
+                self._explain(job)
+                reasons.clear()  # room held for a stopping job's preemptor
+                self.capacity_waits.clear()
+                continue
+            if self.settled_rank != order.rank:  # a new class: its own reasons
+                self.settled_rank = order.rank
+                reasons.clear()
+            key = (job.tenant, job.shape, id(job.strategy), job.min_workers)
+            known = reasons.get(key)
+            if known is None:
+                known = reasons[key] = self._settled_reason(job)
+            waiting[job.id] = known[0]
+            if known[1]:  # its workers count toward the autoscaler request like the first's
+                self.scale_bundles.append((job.shape, job.min_workers))
 
     def _settled_reason(self, job: Job) -> tuple[Wait, bool]:
         """Why ``job`` waits once settled, and whether it asks the autoscaler for nodes."""

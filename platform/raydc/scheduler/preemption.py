@@ -68,8 +68,9 @@ def _shrink_release(job: Job, placement: dict[str, int]) -> dict[str, int]:
 
 
 class VictimPool:
-    """Every running job that could ever be stopped, cheapest first, with the columns
-    that decide who may be stopped for whom (see ``Search.mask``)."""
+    """Every running job that could ever be stopped, cheapest first, as columns: who
+    may be stopped for whom is a numpy mask over them (``Search.mask``), and a
+    ``Victim`` object is made only for the few a search looks at closely."""
 
     def __init__(
         self,
@@ -78,10 +79,12 @@ class VictimPool:
         levels: dict[str, int],
         now: float,
     ) -> None:
-        pool: list[Victim] = []
         day = 86400.0
         codes: dict[str, int] = {}
-        priority, level_of, ran_s, shrinks, tenant = [], [], [], [], []
+        jobs: list[Job] = []
+        keep, releases, costs, priority, level_of, ran_s, shrinks, tenant = (
+            [], [], [], [], [], [], [], []
+        )  # fmt: skip
         for job in running:
             if job.stopping_for is not None:
                 continue
@@ -90,26 +93,31 @@ class VictimPool:
             ran = now - started if started is not None else 0.0
             checkpoint = job.last_checkpoint_at or started or now
             age = min(max(now - checkpoint, 0.0), 10 * day) / day  # < 10: below a priority
-            level = levels.get(job.id, 0)
             workers = job.workers
             shrink = job.max_workers > job.min_workers and workers > job.min_workers
             if shrink:
                 release = _shrink_release(job, placement)
-                gpus = job.shape.gpu * sum(release.values())
-                pool.append(Victim(job, job.min_workers, release, gpus * 100 + age, level, ran))
+                keep.append(job.min_workers)
+                releases.append(release)
+                costs.append(job.shape.gpu * sum(release.values()) * 100 + age)
             else:
                 shape = job.shape
-                cost = (
+                keep.append(0)
+                releases.append(placement)
+                costs.append(
                     10_000 + shape.gpu * workers * 100 + job.priority * 10 + age + shape.cpu * 1e-3
                 )
-                pool.append(Victim(job, 0, placement, cost, level, ran))
+            jobs.append(job)
             priority.append(job.priority)
-            level_of.append(level)
+            level_of.append(levels.get(job.id, 0))
             ran_s.append(ran)
             shrinks.append(shrink)
             tenant.append(codes.setdefault(job.tenant, len(codes)))
-        order = sorted(range(len(pool)), key=[v.cost for v in pool].__getitem__)  # stable
-        pool = [pool[i] for i in order]
+        order = sorted(range(len(jobs)), key=costs.__getitem__)  # stable: ties keep job order
+        self.jobs = [jobs[i] for i in order]
+        self.keep = [keep[i] for i in order]
+        self.releases = [releases[i] for i in order]
+        self.costs = [costs[i] for i in order]
         by_cost = np.array(order, dtype=np.int64)
         self.priority = np.array(priority, dtype=np.int64)[by_cost]
         self.level = np.array(level_of, dtype=np.int64)[by_cost]
@@ -117,20 +125,18 @@ class VictimPool:
         self.shrinks = np.array(shrinks, dtype=np.bool_)[by_cost]
         self.tenant = np.array(tenant, dtype=np.int64)[by_cost]
         self.tenant_codes = codes
-        self.victims = pool
-        self.index: dict[str, int] = {}  # job id -> position
+        self.index = {job.id: i for i, job in enumerate(self.jobs)}  # job id -> position
+        self._made: dict[int, Victim] = {}
         pair_victim, pair_node = [], []
-        by_node: dict[str, list[Victim]] = {}
+        by_node: dict[str, list[int]] = {}  # node id -> positions of its victims, cheapest first
         nodes: dict[str, int] = {}
-        for i, victim in enumerate(pool):
-            victim.index = i
-            self.index[victim.job.id] = i
-            for node_id in victim.release:
+        for i, release in enumerate(self.releases):
+            for node_id in release:
                 on_node = by_node.get(node_id)
                 if on_node is None:
                     on_node = by_node[node_id] = []
                     nodes[node_id] = len(nodes)
-                on_node.append(victim)
+                on_node.append(i)
                 pair_victim.append(i)
                 pair_node.append(nodes[node_id])
         self.by_node = by_node
@@ -139,8 +145,21 @@ class VictimPool:
         self.pair_node = np.array(pair_node, dtype=np.int64)
         # Nodes by their cheapest victim: roughly, where room is cheapest to open.
         self.node_ids = list(by_node)
-        order = sorted(range(len(self.node_ids)), key=lambda k: by_node[self.node_ids[k]][0].cost)
+        cost_of = self.costs
+        order = sorted(
+            range(len(self.node_ids)), key=lambda k: cost_of[by_node[self.node_ids[k]][0]]
+        )
         self.node_order = np.array(order, dtype=np.int64)
+
+    def victim(self, i: int) -> Victim:
+        """The victim at position ``i`` (one object per pass, so searches share it)."""
+        made = self._made.get(i)
+        if made is None:
+            made = self._made[i] = Victim(
+                self.jobs[i], self.keep[i], self.releases[i], self.costs[i],
+                int(self.level[i]), float(self.ran[i]), index=i,
+            )  # fmt: skip
+        return made
 
 
 class Search:
@@ -169,7 +188,7 @@ class Search:
 
     def candidates(self, pool: VictimPool) -> list[Victim]:
         """The victims that may be stopped for this job, cheapest first."""
-        return [pool.victims[i] for i in np.flatnonzero(self.mask(pool)).tolist()]
+        return [pool.victim(i) for i in np.flatnonzero(self.mask(pool)).tolist()]
 
     def mask(self, pool: VictimPool) -> npt.NDArray[np.bool_]:
         """Per victim of ``pool``: whether it may be stopped (or shrunk) for this job."""
@@ -179,7 +198,9 @@ class Search:
         stops = pool.priority < priority
         borrowers = [pool.tenant_codes[t] for t in self.lenders_borrowing if t in pool.tenant_codes]
         if borrowers:
-            stops |= np.isin(pool.tenant, borrowers)
+            lends = np.zeros(len(pool.tenant_codes), dtype=np.bool_)
+            lends[borrowers] = True
+            stops |= lends[pool.tenant]
         stops |= (
             (pool.priority == priority)
             & (pool.level > self.level)
@@ -236,23 +257,23 @@ def choose(
     allowed = mask.tolist()
     with_victims = np.zeros(len(pool.node_ids), dtype=np.bool_)
     with_victims[pool.pair_node[mask[pool.pair_victim]]] = True
-    options: list[tuple[float, int, int, list[Victim]]] = []  # cost, node, slots, victims
+    options: list[tuple[float, int, int, list[int]]] = []  # cost, node, slots, victims
     # When one node can hold the whole gang, stop at the first node whose cheapest victim
     # costs more than the best single-node room found so far.
     one_node = strategy is not Strategy.STRICT_SPREAD and max(whole, default=0) >= workers
     best_one = math.inf
     examined = 0
-    node_ids = pool.node_ids
+    node_ids, costs, releases, jobs = pool.node_ids, pool.costs, pool.releases, pool.jobs
     for k in pool.node_order[with_victims[pool.node_order]].tolist():
         node_id = node_ids[k]
         i = free.index.get(node_id)
         if i is None:
             continue
         on_node = pool.by_node[node_id]
-        if one_node and on_node[0].cost >= best_one:
+        if one_node and costs[on_node[0]] >= best_one:
             break  # node_order is by this cost: no later node can be cheaper
-        candidates = [v for v in on_node if allowed[v.index]]
-        if not candidates or (one_node and candidates[0].cost >= best_one):
+        candidates = [v for v in on_node if allowed[v]]
+        if not candidates or (one_node and costs[candidates[0]] >= best_one):
             continue
         examined += 1
         if examined > MAX_NODES:
@@ -262,14 +283,14 @@ def choose(
             continue
         c, g, m = cpu.item(i), gpu.item(i), mem.item(i)
         cost, chosen, slots = 0.0, [], now_slots[i]
-        for victim in candidates:
-            count = victim.release[node_id]
-            freed = victim.job.shape
+        for v in candidates:
+            count = releases[v][node_id]
+            freed = jobs[v].shape
             c += freed.cpu * count
             g += freed.gpu * count
             m += freed.memory_gb * count
-            cost += victim.cost
-            chosen.append(victim)
+            cost += costs[v]
+            chosen.append(v)
             # node_slots(shape, c, g, m), inlined: this loop runs thousands of times a pass
             slots = UNBOUNDED
             if need_c > 0:
@@ -286,17 +307,17 @@ def choose(
     picked = _cheapest(options, now_slots, have, workers, strategy)
     if picked is None:
         return None
-    return _finish(search, pool, picked, free, quota_ok)
+    return _finish(search, pool, [pool.victim(v) for v in picked], free, quota_ok)
 
 
 def _cheapest(
-    options: list[tuple[float, int, int, list[Victim]]],
+    options: list[tuple[float, int, int, list[int]]],
     now_slots: list[int],
     have: int,
     workers: int,
     strategy: Strategy,
-) -> list[Victim] | None:
-    best: tuple[float, list[Victim]] | None = None
+) -> list[int] | None:
+    best: tuple[float, list[int]] | None = None
     if strategy is not Strategy.STRICT_SPREAD:  # the whole gang on one node
         for cost, _, slots, victims in options:
             if slots >= workers and (best is None or cost < best[0]):
