@@ -428,7 +428,7 @@ class _Pass:
             )
         search = preemption.Search(
             job, self.order.level, self.ledger, self.config,
-            quota_blocked=quota_blocked, exclude=self.gone,
+            quota_blocked=quota_blocked,
         )  # fmt: skip
 
         def quota_ok(own_freed: Vector) -> bool:
@@ -445,6 +445,7 @@ class _Pass:
         after_stops = self.free.copy()
         for victim in victims:
             self.gone.add(victim.job.id)
+            self.pool.stop(victim)
             self.ledger.remove(victim.job.tenant, victim.freed)
             after_stops.give(victim.job.shape, victim.release)
             if victim.keep_workers:

@@ -125,7 +125,7 @@ class VictimPool:
         self.shrinks = np.array(shrinks, dtype=np.bool_)[by_cost]
         self.tenant = np.array(tenant, dtype=np.int64)[by_cost]
         self.tenant_codes = codes
-        self.index = {job.id: i for i, job in enumerate(self.jobs)}  # job id -> position
+        self.stopped = np.zeros(len(self.jobs), dtype=np.bool_)  # chosen earlier in the pass
         self._made: dict[int, Victim] = {}
         pair_victim, pair_node = [], []
         by_node: dict[str, list[int]] = {}  # node id -> positions of its victims, cheapest first
@@ -151,6 +151,10 @@ class VictimPool:
         )
         self.node_order = np.array(order, dtype=np.int64)
 
+    def stop(self, victim: Victim) -> None:
+        """``victim`` is stopped (or shrunk) in this pass: no later search may choose it."""
+        self.stopped[victim.index] = True
+
     def victim(self, i: int) -> Victim:
         """The victim at position ``i`` (one object per pass, so searches share it)."""
         made = self._made.get(i)
@@ -173,10 +177,9 @@ class Search:
         config: PolicyConfig,
         *,
         quota_blocked: bool,
-        exclude: set[str],
     ) -> None:
         self.job, self.level, self.ledger, self.config = job, level, ledger, config
-        self.quota_blocked, self.exclude = quota_blocked, exclude
+        self.quota_blocked = quota_blocked
         self._mask: npt.NDArray[np.bool_] | None = None
         demand = job.shape.times(job.min_workers)
         reclaiming = not quota_blocked and ledger.within_nominal(job.tenant, demand)
@@ -209,10 +212,7 @@ class Search:
         allowed = np.where(pool.shrinks, pool.priority <= priority, stops)
         if self.quota_blocked:
             allowed &= pool.tenant == pool.tenant_codes.get(job.tenant, -1)
-        for job_id in (*self.exclude, job.id):
-            i = pool.index.get(job_id)
-            if i is not None:
-                allowed[i] = False
+        allowed &= ~pool.stopped
         self._mask = allowed
         return allowed
 
@@ -292,11 +292,14 @@ def choose(
             cost += costs[v]
             chosen.append(v)
             # node_slots(shape, c, g, m), inlined: this loop runs thousands of times a pass
+            # (GPUs first: on a GPU cluster they bind, so most victims stop there.)
             slots = UNBOUNDED
+            if need_g > 0:
+                slots = math.floor((g + EPS) / need_g)
+                if slots < target:
+                    continue
             if need_c > 0:
                 slots = min(slots, math.floor((c + EPS) / need_c))
-            if need_g > 0:
-                slots = min(slots, math.floor((g + EPS) / need_g))
             if need_m > 0:
                 slots = min(slots, math.floor((m + EPS) / need_m))
             if slots >= target:
