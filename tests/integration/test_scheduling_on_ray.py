@@ -203,16 +203,21 @@ def test_a_tenant_borrows_idle_quota_until_the_lender_reclaims_it(
 def test_an_elastic_job_starts_small_and_grows_when_capacity_frees(
     api: Api, settings: Settings
 ) -> None:
-    blocker = toy(api, "blocker", cpus=3, epochs=4, sleep_s=2)
-    # Long enough to be still training when the blocker ends, however slowly each run
-    # starts on a loaded machine (with 10 epochs it sometimes finished first).
-    elastic = toy(api, "elastic", cpus=1, workers={"min": 1, "max": 3}, epochs=24, sleep_s=2)
-    api.wait_status(blocker["id"], "SUCCEEDED")
+    # The blocker runs until the elastic job has a checkpoint, then ends: timing-free.
+    # (Racing a short blocker against the elastic job failed when the elastic job's run
+    # started much sooner than the blocker's and finished first.)
+    blocker = toy(api, "blocker", cpus=3, epochs=1000, sleep_s=1)
+    elastic = toy(api, "elastic", cpus=1, workers={"min": 1, "max": 3}, epochs=12, sleep_s=2)
+    api.wait_status(elastic["id"], "RUNNING")
+    wait_for_checkpoint(settings, elastic["id"])
+    assert api.job(elastic["id"])["attempt"] == 1  # not grown while the blocker runs
+    assert api.http.post(f"/v1/jobs/{blocker['id']}/cancel").status_code < 300
+    api.wait_status(blocker["id"], "CANCELLED")
 
     done = api.wait_status(elastic["id"], "SUCCEEDED")
     assert done["attempt"] == 2
     assert done["result"]["metrics"] == {
-        "epoch": 24, "loss": 1 / 24, "resumed": True, "workers": 3,
+        "epoch": 12, "loss": 1 / 12, "resumed": True, "workers": 3,
     }  # fmt: skip
     history = api.http.get(f"/v1/jobs/{elastic['id']}/events").json()
     assert [(e["to_status"], e["reason"], e["message"]) for e in history] == [
@@ -226,7 +231,10 @@ def test_an_elastic_job_starts_small_and_grows_when_capacity_frees(
         ("RUNNING", "ray_running", None),
         ("SUCCEEDED", "completed", None),
     ]
-    # It grew only once the blocker had finished.
-    assert event_time(api, blocker["id"], "SUCCEEDED", "completed") < event_time(
-        api, elastic["id"], "RUNNING", "resize_requested"
-    )
+    # It grew only once the blocker had ended.
+    [ended] = [
+        e["created_at"]
+        for e in api.http.get(f"/v1/jobs/{blocker['id']}/events").json()
+        if e["to_status"] == "CANCELLED"
+    ]
+    assert ended < event_time(api, elastic["id"], "RUNNING", "resize_requested")
