@@ -97,3 +97,15 @@ def test_quota_updates_are_validated_and_persisted(api: TestClient) -> None:
     assert ok.json()["quota"] == {"cpu": 8, "gpu": 2, "memory_gb": None}
     assert api.put("/v1/tenants/nope/quota", json={}, headers=ADMIN).status_code == 404
     assert api.post("/v1/tenants", json={"name": "team-a"}, headers=ADMIN).status_code == 409
+
+
+def test_whoami_names_the_tokens_tenant_and_role(api: TestClient) -> None:
+    make_tenant(api, "team-w")
+    headers = make_token(api, "team-w", "viewer")
+    assert api.get("/v1/auth/whoami", headers=headers).json() == {
+        "tenant": "team-w",
+        "role": "viewer",
+        "name": "viewer-t",
+    }
+    assert api.get("/v1/auth/whoami").status_code == 401
+    assert api.get("/v1/auth/whoami", headers=auth("rdc_nope")).status_code == 401

@@ -16,7 +16,7 @@ from raydc import __version__
 from raydc.server.control_plane import ControlPlane
 from raydc.server.errors import DomainError
 from raydc.server.metrics import render_metrics
-from raydc.server.routes import admin, cluster, code, jobs, models
+from raydc.server.routes import admin, auth, cluster, code, jobs, models
 from raydc.settings import Settings
 from raydc.specs.status import IllegalTransition
 
@@ -64,6 +64,13 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
             render_metrics(request.app.state.control_plane), media_type=CONTENT_TYPE_LATEST
         )
 
-    for router in (admin.router, code.router, jobs.router, models.router, cluster.router):
+    for router in (
+        admin.router,
+        auth.router,
+        code.router,
+        jobs.router,
+        models.router,
+        cluster.router,
+    ):
         app.include_router(router)
     return app

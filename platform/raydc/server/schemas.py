@@ -43,6 +43,12 @@ class TokenCreated(Out):
     token: str  # shown once; only its hash is stored
 
 
+class WhoAmI(Out):
+    tenant: str
+    role: str
+    name: str
+
+
 class CodeRef(Out):
     ref: str
 
