@@ -54,6 +54,20 @@ class Settings(BaseSettings):
         description="the cluster's `ray up` config: its node types and max counts turn "
         "pending work into autoscaler requests",
     )
+    # Ray Serve: where deployments answer, and how their ingresses reach this control
+    # plane to check tokens.
+    serve_host: str = Field(default="127.0.0.1", description="Serve's HTTP proxy bind address")
+    serve_port: int = Field(default=8000, description="Serve's HTTP port")
+    serve_url: str | None = Field(
+        default=None,
+        description="base URL users call deployments at; default http://<serve_host>:<serve_port>",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="this control plane's URL as the cluster's nodes reach it; "
+        "default http://<host>:<port>",
+    )
+    deploy_reconcile_interval_s: float = 2.0
     max_code_bytes: int = 64 * 1024 * 1024
     max_code_unpacked_bytes: int = 512 * 1024 * 1024
     max_spec_bytes: int = 1024 * 1024
@@ -71,6 +85,15 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_artifact_dir(self) -> Path:
         return self.artifact_dir or self.home / "artifacts"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def resolved_serve_url(self) -> str:
+        host = "127.0.0.1" if self.serve_host in ("0.0.0.0", "::") else self.serve_host
+        return (self.serve_url or f"http://{host}:{self.serve_port}").rstrip("/")
 
     @property
     def admin_token_path(self) -> Path:

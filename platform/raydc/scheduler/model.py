@@ -78,6 +78,9 @@ class Job:
     started_at: float | None = None  # start of the current run
     last_checkpoint_at: float | None = None
     stopping_for: str | None = None  # a stop was requested to make room for this job id
+    # False for what the policy counts but never stops: a model deployment's replicas
+    # (Serve scales them; they hold quota and nodes like a job).
+    preemptible: bool = True
     # Pending jobs only: preempted to make room for this job id. Requeued before that job
     # is admitted, it sits out while that job is still pending, so the room is not handed
     # straight back to it (the two would preempt each other for ever).

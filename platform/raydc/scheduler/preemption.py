@@ -86,7 +86,7 @@ class VictimPool:
             [], [], [], [], [], [], [], []
         )  # fmt: skip
         for job in running:
-            if job.stopping_for is not None:
+            if job.stopping_for is not None or not job.preemptible:
                 continue
             placement = placements.get(job.id) or {}
             started = job.started_at

@@ -16,7 +16,7 @@ from raydc import __version__
 from raydc.server.control_plane import ControlPlane
 from raydc.server.errors import DomainError
 from raydc.server.metrics import render_metrics
-from raydc.server.routes import admin, auth, cluster, code, jobs, models
+from raydc.server.routes import admin, auth, cluster, code, deployments, jobs, models
 from raydc.settings import Settings
 from raydc.specs.status import IllegalTransition
 
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
         jobs.router,
         models.router,
         cluster.router,
+        deployments.router,
     ):
         app.include_router(router)
     return app

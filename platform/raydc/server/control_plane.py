@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from raydc.server.cluster_link import ClusterLink
+from raydc.server.deployer import DeploymentReconciler
 from raydc.server.reconciler import JobReconciler
 from raydc.server.services.jobs import SubmitContext
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
@@ -34,6 +35,7 @@ class ControlPlane:
     authenticator: TokenAuthenticator
     link: ClusterLink
     reconciler: JobReconciler
+    deployer: DeploymentReconciler
     # Where job submissions are written (in batches, see submissions.py): one thread on
     # SQLite, which has a single writer anyway; other routes use the request thread pool.
     db_executor: ThreadPoolExecutor
@@ -61,6 +63,7 @@ class ControlPlane:
             authenticator=TokenAuthenticator(sessions),
             link=link,
             reconciler=JobReconciler(settings, sessions, link),
+            deployer=DeploymentReconciler(settings, sessions, link),
             db_executor=ThreadPoolExecutor(
                 max_workers=1 if engine.dialect.name == "sqlite" else 8,
                 thread_name_prefix="raydc-db",
@@ -79,8 +82,10 @@ class ControlPlane:
 
     def start(self) -> None:
         self.reconciler.start()
+        self.deployer.start()
 
     def shutdown(self) -> None:
+        self.deployer.stop()
         self.reconciler.stop()
         self.db_executor.shutdown(wait=True)
         self.link.close()

@@ -31,7 +31,7 @@ from raydc.server.services.job_status import switch_job_status
 from raydc.settings import Settings
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus
-from raydc.store.models import JobEventRow, JobRow, TenantRow
+from raydc.store.models import DeploymentRow, JobEventRow, JobRow, TenantRow
 
 _QUEUED = [JobStatus.PENDING.value, *(s.value for s in ACTIVE_STATUSES)]
 STOP_PREEMPT = "preempt"
@@ -113,6 +113,28 @@ def job_of_row(row: JobRow) -> Job:
     )  # fmt: skip
 
 
+def deployment_jobs(session: Session) -> list[Job]:
+    """Model deployments as the policy sees them: running, never stopped, holding their
+    tenant's quota for the replicas they run (at least their minimum)."""
+    jobs = []
+    for row in session.scalars(select(DeploymentRow)):
+        scaling = row.spec.get("autoscaling") or {}
+        replicas = max(int(scaling.get("min_replicas", 1)), row.replicas + row.canary_replicas)
+        if replicas <= 0:
+            continue
+        per = row.spec.get("resources") or {}
+        shape = Shape(float(per.get("cpus_per_replica", 1.0)),
+                      float(per.get("gpus_per_replica", 0.0)),
+                      float(per.get("memory_gb_per_replica", 0.0)), ())  # fmt: skip
+        jobs.append(Job(
+            id=f"deployment:{row.tenant}/{row.name}", tenant=row.tenant, priority=3,
+            submitted_at=row.created_at.timestamp(), shape=shape, min_workers=replicas,
+            max_workers=replicas, strategy=Strategy.SPREAD, workers=replicas,
+            started_at=row.created_at.timestamp(), preemptible=False,
+        ))  # fmt: skip
+    return jobs
+
+
 def schedule(
     session: Session,
     settings: Settings,
@@ -132,6 +154,7 @@ def schedule(
     # shrink the autoscaler request so idle nodes can go.
     if not pending and not node_types and not any(j.workers < j.max_workers for j in running):
         return QueueView(), []
+    running += deployment_jobs(session)
     tenants = {row.name: tenant_of_row(row) for row in session.scalars(select(TenantRow))}
     snapshot = Snapshot(
         now=now.timestamp(), nodes=nodes_of(capacity), running=running, pending=pending,

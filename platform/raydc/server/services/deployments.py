@@ -1,0 +1,218 @@
+"""Model deployments: what users ask for. The deployment reconciler makes Serve match it.
+
+A deployment names a model version (``name:version`` or ``name`` = the latest, resolved
+once, when it is written) and is served by the predictor of the app that trained it.
+Every change bumps ``generation``; the reconciler applies the whole Serve config and
+records which generation it applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from raydc.security.rbac import Principal
+from raydc.server.errors import Conflict, InvalidInput, NotFound
+from raydc.server.validation import invalid_input
+from raydc.specs.deployments import DeploymentPatch, DeploymentSpec, split_model_ref
+from raydc.store.models import (
+    DeploymentRow,
+    JobRow,
+    ModelRow,
+    ModelVersionRow,
+    TenantRow,
+    utcnow,
+)
+
+DEPLOYING, HEALTHY, UNHEALTHY, DELETING = "DEPLOYING", "HEALTHY", "UNHEALTHY", "DELETING"
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    row: ModelVersionRow
+    ref: str  # name:version
+    app: str  # the bundled app whose code trained it
+
+
+def parse_spec(data: Any) -> DeploymentSpec:
+    try:
+        return DeploymentSpec.model_validate(data)
+    except ValidationError as error:
+        raise invalid_input(error) from error
+
+
+def parse_patch(data: Any) -> DeploymentPatch:
+    try:
+        return DeploymentPatch.model_validate(data)
+    except ValidationError as error:
+        raise invalid_input(error) from error
+
+
+def resolve_version(
+    session: Session, tenant: str, ref: str, field: tuple[str, ...]
+) -> ResolvedVersion:
+    """The tenant's model version ``ref`` names; a 422 naming ``field`` if there is none."""
+    name, number = split_model_ref(ref)
+    model = session.scalar(select(ModelRow).where(ModelRow.tenant == tenant, ModelRow.name == name))
+    if model is None:
+        raise InvalidInput.field(field, f"tenant '{tenant}' has no model '{name}'")
+    if number is None:
+        number = session.scalar(
+            select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
+        )
+    version = session.scalar(
+        select(ModelVersionRow).where(
+            ModelVersionRow.model_id == model.id, ModelVersionRow.version == number
+        )
+    )
+    if version is None:
+        raise InvalidInput.field(field, f"model '{name}' has no version {number or ''}".strip())
+    job = session.get(JobRow, version.job_id)
+    app = ((job.spec if job is not None else {}).get("code") or {}).get("app")
+    if not app:
+        raise InvalidInput.field(
+            field, f"'{name}:{version.version}' was trained from uploaded code; only models "
+            "of bundled apps (code: {app: ...}) can be deployed so far",
+        )  # fmt: skip
+    return ResolvedVersion(version, f"{name}:{version.version}", app)
+
+
+def _check_quota(tenant: TenantRow, spec: DeploymentSpec) -> None:
+    """Refuse a deployment whose replicas could never fit the tenant's quota and borrowing."""
+    replicas = spec.autoscaling.max_replicas
+    per = spec.resources
+    for amount, quota, borrow, what in (
+        (per.cpus_per_replica, tenant.quota_cpu, tenant.borrow_cpu, "cpu"),
+        (per.gpus_per_replica, tenant.quota_gpu, tenant.borrow_gpu, "gpu"),
+        (per.memory_gb_per_replica, tenant.quota_memory_gb, tenant.borrow_memory_gb, "memory_gb"),
+    ):
+        if quota is None or borrow is None or amount <= 0:
+            continue
+        if amount * replicas > quota + borrow + 1e-9:
+            raise InvalidInput.field(
+                ("autoscaling", "max_replicas"),
+                f"{replicas} replicas need {amount * replicas:g} {what}; tenant "
+                f"'{tenant.name}' may use at most {quota + borrow:g} (quota plus borrowing)",
+            )
+
+
+def _resolve(session: Session, tenant: str, spec: DeploymentSpec) -> tuple[
+    DeploymentSpec, ResolvedVersion, ResolvedVersion | None
+]:  # fmt: skip
+    stable = resolve_version(session, tenant, spec.model, ("model",))
+    canary = None
+    if spec.canary is not None:
+        canary = resolve_version(session, tenant, spec.canary.model, ("canary", "model"))
+        if canary.app != stable.app:
+            raise InvalidInput.field(
+                ("canary", "model"),
+                f"the canary was trained by app '{canary.app}', the deployment serves app "
+                f"'{stable.app}': both versions must come from the same app",
+            )
+    resolved = spec.model_copy(update={"model": stable.ref})
+    if canary is not None and spec.canary is not None:
+        resolved.canary = spec.canary.model_copy(update={"model": canary.ref})
+    if resolved.predictor is None:
+        resolved.predictor = f"{stable.app}.serve:Predictor"
+    tenant_row = session.get(TenantRow, tenant)
+    if tenant_row is not None:
+        _check_quota(tenant_row, resolved)
+    return resolved, stable, canary
+
+
+def create_deployment(
+    session: Session, principal: Principal, spec: DeploymentSpec
+) -> DeploymentRow:
+    tenant = principal.tenant
+    exists = session.scalar(
+        select(DeploymentRow.id).where(
+            DeploymentRow.tenant == tenant, DeploymentRow.name == spec.name
+        )
+    )
+    if exists is not None:
+        raise Conflict(f"deployment '{spec.name}' already exists; PATCH it to change it")
+    resolved, stable, canary = _resolve(session, tenant, spec)
+    now = utcnow()
+    row = DeploymentRow(
+        tenant=tenant, name=spec.name, spec=resolved.model_dump(mode="json"),
+        version_id=stable.row.id, canary_version_id=canary.row.id if canary else None,
+        status=DEPLOYING, generation=1, applied_generation=0, created_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_deployment(session: Session, principal: Principal, name: str) -> DeploymentRow:
+    query = select(DeploymentRow).where(DeploymentRow.name == name)
+    if not principal.is_admin:
+        query = query.where(DeploymentRow.tenant == principal.tenant)
+    rows = list(session.scalars(query.order_by(DeploymentRow.tenant)))
+    if not rows:
+        raise NotFound(f"deployment '{name}' not found")
+    own = [r for r in rows if r.tenant == principal.tenant]
+    return own[0] if own else rows[0]
+
+
+def list_deployments(session: Session, principal: Principal) -> list[DeploymentRow]:
+    query = select(DeploymentRow).order_by(DeploymentRow.tenant, DeploymentRow.name)
+    if not principal.is_admin:
+        query = query.where(DeploymentRow.tenant == principal.tenant)
+    return list(session.scalars(query))
+
+
+def patch_deployment(
+    session: Session, principal: Principal, name: str, patch: DeploymentPatch
+) -> DeploymentRow:
+    row = get_deployment(session, principal, name)
+    if row.status == DELETING:
+        raise Conflict(f"deployment '{name}' is being deleted")
+    current = DeploymentSpec.model_validate(row.spec)
+    changes = {field: getattr(patch, field) for field in patch.model_fields_set}
+    if "model" in changes and changes["model"] is None:
+        raise InvalidInput.field(("model",), "must not be null")
+    if "model" in changes:
+        old, _ = split_model_ref(current.model)
+        new, _ = split_model_ref(changes["model"])
+        if new != old:
+            raise InvalidInput.field(
+                ("model",), f"this deployment serves model '{old}'; give one of its versions"
+            )
+    for field in ("autoscaling", "batching", "resources"):
+        if field in changes and changes[field] is None:
+            raise InvalidInput.field((field,), "must not be null")
+    merged = current.model_copy(update=changes)
+    resolved, stable, canary = _resolve(session, row.tenant, merged)
+    row.spec = resolved.model_dump(mode="json")
+    row.version_id = stable.row.id
+    row.canary_version_id = canary.row.id if canary else None
+    row.generation += 1
+    row.status = DEPLOYING
+    row.updated_at = utcnow()
+    return row
+
+
+def delete_deployment(session: Session, principal: Principal, name: str) -> DeploymentRow:
+    row = get_deployment(session, principal, name)
+    if row.status != DELETING:
+        row.status = DELETING
+        row.generation += 1
+        row.updated_at = utcnow()
+    return row
+
+
+def predict_url(serve_url: str, tenant: str, name: str) -> str:
+    return f"{serve_url}{route_prefix(tenant, name)}/predict"
+
+
+def route_prefix(tenant: str, name: str) -> str:
+    return f"/serve/{tenant}/{name}"
+
+
+def app_name(tenant: str, name: str) -> str:
+    """Serve application name: tenant and deployment names never hold a '.'."""
+    return f"{tenant}.{name}"
