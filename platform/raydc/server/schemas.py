@@ -145,3 +145,21 @@ class ClusterOut(Out):
     in_use: dict[str, float]
     pending_demand: dict[str, float]
     last_error: str | None
+
+
+class DeploymentOut(Out):
+    name: str
+    tenant: str
+    status: str
+    message: str | None
+    model: str
+    canary: dict[str, Any] | None
+    replicas: int
+    canary_replicas: int
+    target_replicas: int | None
+    url: str
+    spec: dict[str, Any]
+    generation: int
+    applied_generation: int
+    created_at: datetime
+    updated_at: datetime

@@ -175,3 +175,31 @@ class ModelVersionRow(Base):
     # Lineage: the job that produced it; unique so a replayed completion registers once.
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeploymentRow(Base):
+    """A model deployment: what the user asked for (spec, resolved versions) and what the
+    deployment reconciler last saw of it on Ray Serve (status, replicas)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("tenant", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"))
+    name: Mapped[str] = mapped_column(String(63))
+    # The DeploymentSpec as given, its `model` and `canary.model` resolved to name:version.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    canary_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    # DEPLOYING | HEALTHY | UNHEALTHY | DELETING (then the row goes once Serve drops it).
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    replicas: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    canary_replicas: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    target_replicas: Mapped[int | None] = mapped_column(Integer)
+    # Bumped on every change the user makes; the reconciler records the generation it
+    # last applied to Serve, so "applied and healthy" is never read from an older config.
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    applied_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
