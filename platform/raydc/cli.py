@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raydc.client import TERMINAL, ApiError, Client
+from raydc.deploy_cli import deploy, deployments_app, predict
 from raydc.sim_cli import sim
 
 app = typer.Typer(help="raydc: elastic training, tuning and serving on Ray.", no_args_is_help=True)
@@ -27,6 +28,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(tokens_app, name="tokens")
 app.command("sim")(sim)
+app.add_typer(deployments_app, name="deployments")
+app.command("deploy")(deploy)
+app.command("predict")(predict)
 
 console = Console()
 err = Console(stderr=True)

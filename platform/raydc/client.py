@@ -71,6 +71,10 @@ def zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
+# What `apply_deployment` changes on an existing deployment (PATCH fields).
+PATCHABLE = ("model", "autoscaling", "batching", "canary", "resources")
+
+
 class Client:
     def __init__(
         self, url: str | None = None, token: str | None = None, timeout_s: float = 30.0
@@ -211,3 +215,61 @@ class Client:
 
     def cluster(self) -> dict[str, Any]:
         return self._request("GET", "/v1/cluster")
+
+    # -- deployments ----------------------------------------------------------------
+    def create_deployment(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/v1/deployments", json=spec)
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/deployments")
+
+    def get_deployment(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/deployments/{name}")
+
+    def patch_deployment(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._request("PATCH", f"/v1/deployments/{name}", json=changes)
+
+    def delete_deployment(self, name: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/deployments/{name}")
+
+    def apply_deployment(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create the deployment, or change it to match ``spec`` if it exists
+        (``kubectl apply``): model version, autoscaling, batching, canary, resources."""
+        try:
+            return self.create_deployment(spec)
+        except ApiError as error:
+            if error.status_code != 409:
+                raise
+        changes = {k: spec.get(k) for k in PATCHABLE if k in spec or k == "canary"}
+        return self.patch_deployment(spec["name"], changes)
+
+    def wait_deployment(
+        self, name: str, status: str = "HEALTHY", timeout_s: float = 600, poll_s: float = 1.0
+    ) -> dict[str, Any]:
+        """Wait until the deployment's current generation is applied and has ``status``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            deployment = self.get_deployment(name)
+            applied = deployment["applied_generation"] == deployment["generation"]
+            if applied and deployment["status"] == status:
+                return deployment
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"deployment {name} still {deployment['status']} after {timeout_s}s: "
+                    f"{deployment.get('message') or ''}"
+                )
+            time.sleep(poll_s)
+
+    def predict(self, name: str, inputs: list[Any], timeout_s: float = 60) -> dict[str, Any]:
+        """Call a deployment's predict URL with this client's token."""
+        url = self.get_deployment(name)["url"]
+        response = httpx.post(
+            url, json={"inputs": inputs}, headers=self._http.headers, timeout=timeout_s
+        )
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response.json()
