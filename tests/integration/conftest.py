@@ -39,12 +39,21 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
         head.stop()
 
 
+@pytest.fixture(scope="session")
+def serve_port() -> int:
+    """Serve's HTTP port for the whole session: it cannot change once Serve runs on the
+    shared head, so every test that deploys to Serve must use this one."""
+    return free_port()
+
+
 class ServerThread:
     """The control plane under uvicorn in a thread: a real HTTP server in this process."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.port = free_port()
+        if settings.public_url is None:  # what Serve ingresses call back to check tokens
+            settings.public_url = f"http://127.0.0.1:{self.port}"
+        self.settings = settings
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -111,8 +120,9 @@ class Api:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, ray_head: RayCluster) -> Settings:
+def settings(tmp_path: Path, ray_head: RayCluster, serve_port: int) -> Settings:
     return Settings(
+        serve_port=serve_port,
         home=tmp_path / "home",
         database_url=f"sqlite:///{tmp_path / 'raydc.db'}",
         ray_address=ray_head.dashboard_url,

@@ -1,0 +1,1 @@
+"""A tiny predictor for the Serve integration tests (uploaded as a py_module)."""
