@@ -184,6 +184,10 @@ class DeploymentReconciler:
         self._sync(serve.status(), wanted)
 
     def _apply(self, serve: RayServe, live: list[Wanted], wanted: list[Wanted]) -> None:
+        if not wanted and self._applied_key is None:
+            # Nothing was ever deployed through this control plane: leave Serve alone
+            # (and do not start it).
+            return
         auth_url = self.settings.resolved_public_url
         # The key leaves the runtime env out: packages are hashed and uploaded only when
         # the config changed.
