@@ -128,12 +128,13 @@ class Echo:
         stable: ModelDeploymentOptions,
         canary: ModelDeploymentOptions | None = None,
         canary_percent: float = 0,
+        predictor: str = "echo_app.serve:Predictor",
     ) -> None:
         args = {
             "tenant": "team-a",
             "name": "echo",
             "auth_url": self.auth_url,
-            "predictor": "echo_app.serve:Predictor",
+            "predictor": predictor,
             "canary": canary is not None,
         }
         app = application_config(
@@ -286,6 +287,13 @@ def test_predictions_need_a_token_of_the_deployments_tenant(
     bad = echo.predict(tokens.team_a, {"inputs": ["ok", "bad"]})
     assert bad.status_code == 422
     assert bad.json()["detail"] == "echo cannot predict 'bad'"
+
+
+def test_a_predictor_that_cannot_load_fails_the_deploy_saying_why(echo: Echo) -> None:
+    echo.apply(echo.options(echo.checkpoint("echo:1")), predictor="echo_app.missing:Predictor")
+    app = echo.wait(lambda app: app.status == "DEPLOY_FAILED", timeout_s=90)
+    assert app.deployments["Stable"].status == "DEPLOY_FAILED"
+    assert "No module named 'echo_app.missing'" in app.message
 
 
 def test_concurrent_requests_are_batched(echo: Echo, control_plane: tuple[str, Tokens]) -> None:

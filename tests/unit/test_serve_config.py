@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
-from raydc.cluster.serve import ModelDeploymentOptions, application_config
+from raydc.cluster.serve import ModelDeploymentOptions, RayServe, application_config
 
 ARGS = {
     "tenant": "team-a",
@@ -126,3 +127,44 @@ def test_load_window_follows_the_downscale_delay() -> None:
     long = deployments(config(stable=options(downscale_delay_s=600.0)))["Stable"]
     assert short["autoscaling_config"]["look_back_period_s"] == 5.0
     assert long["autoscaling_config"]["look_back_period_s"] == 30.0
+
+
+def test_status_says_why_a_deployment_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    details = {
+        "applications": {
+            "team-a--intent": {
+                "status": "DEPLOY_FAILED",
+                "message": "Failed to update the deployments ['Stable'].",
+                "deployments": {
+                    "Ingress": {
+                        "status": "HEALTHY",
+                        "message": "",
+                        "target_num_replicas": 1,
+                        "replicas": [{"state": "RUNNING"}],
+                    },
+                    "Stable": {
+                        "status": "DEPLOY_FAILED",
+                        "message": "Traceback (most recent call last):\n  File ...\n"
+                        "EntrypointError: cannot import entrypoint module 'intent.nope'\n",
+                        "target_num_replicas": 2,
+                        "replicas": [{"state": "STARTING"}, {"state": "RUNNING"}],
+                    },
+                },
+            }
+        }
+    }
+
+    def fake_get(url: str, **_: Any) -> httpx.Response:
+        return httpx.Response(200, json=details, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", fake_get)
+    [(name, app)] = RayServe("http://dashboard", "token").status().items()
+    assert name == "team-a--intent"
+    assert app.status == "DEPLOY_FAILED"
+    assert app.message == (
+        "Failed to update the deployments ['Stable']. "
+        "Stable: EntrypointError: cannot import entrypoint module 'intent.nope'"
+    )
+    assert app.deployments["Stable"].running_replicas == 1
+    assert app.deployments["Stable"].target_replicas == 2
+    assert app.deployments["Ingress"].message == ""

@@ -55,6 +55,7 @@ class DeploymentState:
     status: str  # UPDATING | HEALTHY | UNHEALTHY | UPSCALING | DOWNSCALING | ...
     running_replicas: int
     target_replicas: int | None
+    message: str = ""  # why it is unhealthy: the last line of Serve's message
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ def application_config(
     }
 
 
+def _last_line(text: str) -> str:
+    """A replica's failure comes as a whole traceback; its last line says what went wrong."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def _deployment_state(row: dict[str, Any]) -> DeploymentState:
     replicas = row.get("replicas") or []
     target = row.get("target_num_replicas")
@@ -143,7 +150,22 @@ def _deployment_state(row: dict[str, Any]) -> DeploymentState:
         status=str(row.get("status", "")),
         running_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
         target_replicas=int(target) if target is not None else None,
+        message=_last_line(str(row.get("message") or "")),
     )
+
+
+def _app_status(app: dict[str, Any]) -> AppStatus:
+    deployments = {
+        name: _deployment_state(row) for name, row in (app.get("deployments") or {}).items()
+    }
+    # Serve's application message only names the failed deployments; add why they failed.
+    reasons = [
+        f"{name}: {state.message}"
+        for name, state in deployments.items()
+        if state.message and state.status in ("DEPLOY_FAILED", "UNHEALTHY")
+    ]
+    message = " ".join([_last_line(str(app.get("message") or "")), *reasons]).strip()
+    return AppStatus(status=str(app.get("status", "")), message=message, deployments=deployments)
 
 
 class RayServe:
@@ -178,17 +200,7 @@ class RayServe:
     def status(self) -> dict[str, AppStatus]:
         """Every application Serve runs, by name; empty when Serve is not running."""
         apps = self._details().get("applications") or {}
-        return {
-            name: AppStatus(
-                status=str(app.get("status", "")),
-                message=str(app.get("message") or ""),
-                deployments={
-                    dname: _deployment_state(drow)
-                    for dname, drow in (app.get("deployments") or {}).items()
-                },
-            )
-            for name, app in apps.items()
-        }
+        return {name: _app_status(app) for name, app in apps.items()}
 
     def upload_modules(self, paths: list[Path]) -> list[str]:
         """Local package dirs -> ``gcs://`` URIs for a runtime env's ``py_modules``.
