@@ -107,6 +107,7 @@ class ModelVersionOut(Out):
     uri: str
     metrics: dict[str, Any]
     job_id: str
+    lineage: dict[str, Any] | None = None
     created_at: datetime
 
     @classmethod

@@ -174,6 +174,9 @@ class ModelVersionRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Lineage: the job that produced it; unique so a replayed completion registers once.
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    # What produced it: {"job", "kind", "config"} for a train job; a tune job adds the
+    # best "trial" id and its "metrics". NULL for versions from before lineage was kept.
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -13,9 +13,18 @@ from raydc.store.models import ModelRow, ModelVersionRow
 
 
 def register_version(
-    session: Session, tenant: str, name: str, uri: str, metrics: dict[str, Any], job_id: str
+    session: Session,
+    tenant: str,
+    name: str,
+    uri: str,
+    metrics: dict[str, Any],
+    job_id: str,
+    lineage: dict[str, Any] | None = None,
 ) -> ModelVersionRow:
-    """Add the next version of ``name``; idempotent per job (a replayed completion)."""
+    """Add the next version of ``name``; idempotent per job (a replayed completion).
+
+    ``lineage`` says what produced it (job, kind, the config it trained with, ...).
+    """
     existing = session.scalar(select(ModelVersionRow).where(ModelVersionRow.job_id == job_id))
     if existing is not None:
         return existing
@@ -28,8 +37,9 @@ def register_version(
         select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
     )
     version = ModelVersionRow(
-        model_id=model.id, version=(latest or 0) + 1, uri=uri, metrics=metrics, job_id=job_id
-    )
+        model_id=model.id, version=(latest or 0) + 1, uri=uri, metrics=metrics, job_id=job_id,
+        lineage=lineage,
+    )  # fmt: skip
     session.add(version)
     session.flush()
     return version
