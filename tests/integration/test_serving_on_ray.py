@@ -287,6 +287,11 @@ def test_predictions_need_a_token_of_the_deployments_tenant(
     bad = echo.predict(tokens.team_a, {"inputs": ["ok", "bad"]})
     assert bad.status_code == 422
     assert bad.json()["detail"] == "echo cannot predict 'bad'"
+    crashed = echo.predict(tokens.team_a, {"inputs": ["crash"]})
+    assert crashed.status_code == 500
+    assert crashed.json()["detail"] == "prediction failed: RuntimeError: echo crashed"
+    # The replica survives its predictor's errors.
+    assert echo.predict(tokens.team_a, {"inputs": ["after"]}).status_code == 200
 
 
 def test_a_predictor_that_cannot_load_fails_the_deploy_saying_why(echo: Echo) -> None:

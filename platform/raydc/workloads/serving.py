@@ -258,7 +258,8 @@ def _inputs_of(body: Any) -> list[Any] | str:
 def _cause_message(error: BaseException) -> str:
     """The predictor's own message: Ray wraps a replica's exception with its traceback."""
     cause = getattr(error, "cause", None)
-    return str(cause if cause is not None else error)
+    error = cause if isinstance(cause, BaseException) else error
+    return str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
 
 
 api = FastAPI(title="raydc model deployment", docs_url=None, redoc_url=None)
@@ -305,6 +306,9 @@ class Ingress:
             answers = await asyncio.gather(*(model.remote(item) for item in inputs))
         except ValueError as error:  # PredictionError, wrapped by Ray as its subclass
             return _error(422, _cause_message(error))
+        except Exception as error:  # a broken predictor or a lost replica: no traceback out
+            log.exception("prediction failed")
+            return _error(500, f"prediction failed: {_cause_message(error)[:300]}")
         predictions = [prediction for prediction, _ in answers]
         versions = [version for _, version in answers]
         content: dict[str, Any] = {"predictions": predictions}

@@ -27,6 +27,8 @@ class Predictor:
     def predict(self, inputs: list[Any]) -> list[str]:
         if "bad" in inputs:
             raise ValueError("echo cannot predict 'bad'")
+        if "crash" in inputs:
+            raise RuntimeError("echo crashed")
         with open(self.dir / "batches.log", "a") as log:
             log.write(f"{len(inputs)} {os.getpid()}\n")
         time.sleep(self.predict_s)
