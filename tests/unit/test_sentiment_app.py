@@ -224,3 +224,71 @@ def test_shard_gives_every_rank_the_same_number_of_examples(train_module: Any) -
 def test_unknown_config_keys_are_rejected(train_module: Any) -> None:
     with pytest.raises(ValueError, match="epoch"):
         train_module.train_loop({"epoch": 5})
+
+
+# --- serving --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sentiment_checkpoint(
+    train_module: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, dict[str, Any]]:
+    """A checkpoint directory of one short train_loop run, and the state saved in it."""
+    from raydc.workloads.context import STATE_FILE
+
+    fake = FakeRayTrain()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: set up before the autouse one_torch_thread
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            fake.install(monkeypatch, train_module)
+            train_module.train_loop(SMALL_RUN)
+    finally:
+        torch.set_num_threads(previous)
+    state = fake.reports[-1][1]
+    assert state is not None
+    directory = tmp_path_factory.mktemp("sentiment-checkpoint")
+    torch.save(state, directory / STATE_FILE)
+    return str(directory), state
+
+
+def test_predictor_labels_held_out_headlines_from_a_checkpoint(
+    train_module: Any, sentiment_checkpoint: tuple[str, dict[str, Any]]
+) -> None:
+    from sentiment.serve import Predictor
+
+    checkpoint_dir, state = sentiment_checkpoint
+    predictor = Predictor(checkpoint_dir)
+    held_out = prepare_data(num_examples=1000, seed=0).test[:100]
+    texts = [text for text, _ in held_out]
+
+    labels = predictor.predict(texts)
+    assert len(labels) == len(texts) and set(labels) <= set(LABELS)
+    accuracy = sum(LABELS[gold] == label for (_, gold), label in zip(held_out, labels, strict=True))
+    assert accuracy / len(held_out) > 0.6  # chance is 1/3
+    # The same answers one at a time as in a batch, and as the trained model in memory.
+    assert [predictor.predict([text])[0] for text in texts[:5]] == labels[:5]
+    assert labels == predict(train_module.load_model(state), state["vocab"], texts)
+    assert predictor.predict([""]) in (["negative"], ["neutral"], ["positive"])  # no known words
+    assert predictor.predict([]) == []
+
+
+@pytest.mark.parametrize("bad", [3, None, ["a headline"], "x" * 10_001])
+def test_predictor_rejects_bad_input_naming_it(
+    sentiment_checkpoint: tuple[str, dict[str, Any]], bad: Any
+) -> None:
+    from sentiment.serve import Predictor
+
+    with pytest.raises(ValueError, match=r"inputs\[1\]"):
+        Predictor(sentiment_checkpoint[0]).predict(["Apex Bank beats estimates", bad])
+
+
+def test_predictor_refuses_a_checkpoint_with_other_labels(
+    sentiment_checkpoint: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    from raydc.workloads.context import STATE_FILE
+    from sentiment.serve import Predictor
+
+    torch.save({**sentiment_checkpoint[1], "labels": ["bad", "good"]}, tmp_path / STATE_FILE)
+    with pytest.raises(ValueError, match="labels"):
+        Predictor(str(tmp_path))
