@@ -40,3 +40,18 @@ def train_spec(**overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+def tune_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "kind": "tune",
+        "name": "search",
+        "code": {"app": "sentiment"},
+        "entrypoint": "sentiment.train:train_loop",
+        "config": {"epochs": 3},
+        "search_space": {"lr": {"loguniform": [0.001, 0.05]}},
+        "metric": "accuracy",
+        "mode": "max",
+    }
+    spec.update(overrides)
+    return spec

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from raydc.server.errors import InvalidInput
 
 # Union members that pydantic puts into a location; the user never wrote these.
-_UNION_TAGS = {"int", "str", "float", "WorkerRange", "train", "tune", "compress", "none"}
+_UNION_TAGS = {"int", "str", "float", "WorkerRange", "train", "tune", "compress", "none",
+               "asha", "pbt", "fifo"}  # fmt: skip
 
 
 def _user_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from raydc.specs.jobs import Resources
 
@@ -42,3 +44,18 @@ def job_demand(resources: Resources, workers: int) -> Demand:
     return Demand(
         per_worker.cpu * workers, per_worker.gpu * workers, per_worker.memory_gb * workers
     )
+
+
+def worker_range(spec: Mapping[str, Any]) -> tuple[int, int]:
+    """(min, max) workers of the spec's per-worker shape the scheduler sizes a job at.
+
+    Reads a validated spec as stored (JSON), without pydantic: the scheduling pass calls
+    it for every queued job. A train job has its own range; a tune job is one fixed-size
+    job holding room for all its concurrent trials: max_concurrent_trials x trial workers.
+    """
+    workers = (spec.get("resources") or {}).get("workers", 1)
+    low, high = (workers, workers) if isinstance(workers, int) else (workers["min"], workers["max"])
+    if spec.get("kind") == "tune":
+        total = int(spec.get("max_concurrent_trials", 1)) * high
+        return total, total
+    return low, high

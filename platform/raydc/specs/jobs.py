@@ -6,9 +6,17 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 from raydc.specs.base import StrictModel
+from raydc.specs.tuning import (
+    AshaScheduler,
+    Distribution,
+    FifoScheduler,
+    PbtScheduler,
+    SchedulerSpec,
+    SearchAlgorithm,
+)
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 ENTRYPOINT_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -126,12 +134,79 @@ class TrainSpec(JobSpecBase):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
 
 
-# `tune` and `compress` join this union as further members discriminated by `kind`.
-JobSpec = Annotated[TrainSpec, Field(discriminator="kind")]
-JOB_SPEC_ADAPTER: TypeAdapter[TrainSpec] = TypeAdapter(JobSpec)
-JOB_KINDS = ("train",)
+class TrialResources(Resources):
+    """What one trial of a tune job runs on: a Ray Train run of a fixed size."""
+
+    @field_validator("workers")
+    @classmethod
+    def _fixed_size(cls, value: int | WorkerRange) -> int | WorkerRange:
+        # The scheduler holds max_concurrent_trials x workers for the whole search, and
+        # Tune packs trials into exactly that: a trial cannot grow into more.
+        if isinstance(value, WorkerRange) and value.min != value.max:
+            raise ValueError("a tune trial runs at a fixed size: give a count, not a range")
+        return value
 
 
-def parse_job_spec(data: Any) -> TrainSpec:
+class TuneSpec(JobSpecBase):
+    """A hyperparameter search over the train loop ``entrypoint``: each trial runs it as a
+    Ray Train run of ``resources``, with ``config`` updated by the trial's sample of
+    ``search_space``; at most ``max_concurrent_trials`` trials run at once."""
+
+    kind: Literal["tune"]
+    resources: TrialResources = Field(default_factory=TrialResources)
+    metric: str = Field(min_length=1, description="the reported metric the search optimizes")
+    mode: Literal["max", "min"]
+    # Field order matters: each validator below reads the fields declared before it.
+    search: SearchAlgorithm = SearchAlgorithm.RANDOM
+    search_space: dict[str, Distribution] = Field(min_length=1)
+    scheduler: SchedulerSpec = Field(default_factory=lambda: FifoScheduler(type="fifo"))
+    num_samples: int = Field(default=1, ge=1, le=10_000, description="trials (x the grid size)")
+    max_concurrent_trials: int = Field(default=1, ge=1, le=1_000)
+    time_budget_s: float | None = Field(default=None, gt=0, description="then stop every trial")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="per trial")
+
+    @field_validator("search_space")
+    @classmethod
+    def _searchable(cls, value: dict[str, Distribution], info: ValidationInfo) -> Any:
+        search = info.data.get("search")
+        for key, distribution in value.items():
+            if search is SearchAlgorithm.OPTUNA and distribution.grid is not None:
+                raise ValueError(f"'{key}': optuna cannot search a grid; use choice")
+            if search is SearchAlgorithm.GRID and distribution.grid is None:
+                raise ValueError(f"'{key}': search 'grid' needs every key to be a grid")
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _schedulable(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, PbtScheduler) and info.data.get("search") not in (
+            None, SearchAlgorithm.RANDOM,
+        ):  # fmt: skip
+            raise ValueError("pbt explores by mutating its population: use search 'random'")
+        if isinstance(value, AshaScheduler) and value.max_t is None:
+            epochs = (info.data.get("config") or {}).get("epochs")
+            searched = "epochs" in (info.data.get("search_space") or {})
+            if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1 or searched:
+                raise ValueError(
+                    "asha needs max_t (iterations a trial runs at most): config has no fixed "
+                    "integer 'epochs' to take it from"
+                )
+            return value.model_copy(update={"max_t": epochs})
+        return value
+
+    @property
+    def total_workers(self) -> int:
+        """Workers the whole search holds: every concurrent trial at its size."""
+        return self.max_concurrent_trials * self.resources.min_workers
+
+
+# `compress` joins this union as a further member discriminated by `kind`.
+AnyJobSpec = TrainSpec | TuneSpec
+JobSpec = Annotated[AnyJobSpec, Field(discriminator="kind")]
+JOB_SPEC_ADAPTER: TypeAdapter[AnyJobSpec] = TypeAdapter(JobSpec)
+JOB_KINDS = ("train", "tune")
+
+
+def parse_job_spec(data: Any) -> AnyJobSpec:
     """Validate a decoded spec; raises pydantic.ValidationError naming each bad field."""
     return JOB_SPEC_ADAPTER.validate_python(data)

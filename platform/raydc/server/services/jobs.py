@@ -18,8 +18,8 @@ from raydc.server.services.job_status import record_submitted, switch_job_status
 from raydc.server.services.tenants import borrowable, get_tenant, list_tenants, quota_of
 from raydc.server.validation import invalid_input
 from raydc.specs.capacity import ClusterCapacity
-from raydc.specs.demand import Demand, job_demand, worker_demand
-from raydc.specs.jobs import TrainSpec, parse_job_spec
+from raydc.specs.demand import Demand, job_demand, worker_demand, worker_range
+from raydc.specs.jobs import AnyJobSpec, parse_job_spec
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.specs.tenants import Quota
 from raydc.store.models import JobEventRow, JobRow, TenantRow, utcnow
@@ -37,7 +37,7 @@ def new_job_id(name: str) -> str:
     return f"{name[:40].rstrip('-')}-{secrets.token_hex(6)}"
 
 
-def _check_code(session: Session, tenant: str, spec: TrainSpec, apps_dir: Path) -> None:
+def _check_code(session: Session, tenant: str, spec: AnyJobSpec, apps_dir: Path) -> None:
     if spec.code.app is not None:
         if not (apps_dir / spec.code.app / "__init__.py").is_file():
             raise InvalidInput.field(("code", "app"), f"unknown app '{spec.code.app}'")
@@ -60,11 +60,11 @@ def _over_quota(quota: Quota, borrowable: Quota, demand: Demand) -> str | None:
 
 
 def _check_can_ever_run(
-    tenant: str, quota: Quota, borrowable: Quota, spec: TrainSpec,
+    tenant: str, quota: Quota, borrowable: Quota, spec: AnyJobSpec, min_workers: int,
     capacity: ClusterCapacity | None,
 ) -> None:  # fmt: skip
     """Refuse at submit a job that could never be admitted, saying which limit."""
-    minimum = job_demand(spec.resources, spec.resources.min_workers)
+    minimum = job_demand(spec.resources, min_workers)
     over = _over_quota(quota, borrowable, minimum)
     if over is not None:
         raise InvalidInput.field(
@@ -95,7 +95,7 @@ class Submission:
     """A validated spec on its way into the queue."""
 
     principal: Principal
-    spec: TrainSpec
+    spec: AnyJobSpec
 
 
 def parse_submission(principal: Principal, data: Any) -> Submission:
@@ -120,6 +120,8 @@ def insert_submissions(
     now = utcnow()
     for submission in submissions:
         spec = submission.spec
+        stored = spec.model_dump(mode="json")
+        min_workers, _ = worker_range(stored)  # a tune job: all its concurrent trials
         try:
             name = submission.principal.tenant
             tenant = tenants[name] if name in tenants else get_tenant(session, name)
@@ -127,16 +129,16 @@ def insert_submissions(
             _check_code(session, tenant.name, spec, context.apps_dir)
             everyone = list_tenants(session) if everyone is None else everyone
             _check_can_ever_run(tenant.name, quota_of(tenant), borrowable(tenant, everyone),
-                                spec, context.capacity)  # fmt: skip
+                                spec, min_workers, context.capacity)  # fmt: skip
         except DomainError as error:
             outcomes.append(error)
             continue
-        demand = job_demand(spec.resources, spec.resources.min_workers)
+        demand = job_demand(spec.resources, min_workers)
         outcomes.append(
             JobRow(
                 id=new_job_id(spec.name), tenant=tenant.name, name=spec.name, kind=spec.kind,
                 status=JobStatus.PENDING.value, priority=spec.priority.value,
-                priority_rank=spec.priority.rank, spec=spec.model_dump(mode="json"),
+                priority_rank=spec.priority.rank, spec=stored,
                 demand_cpu=demand.cpu, demand_gpu=demand.gpu, demand_memory_gb=demand.memory_gb,
                 attempt=0, cancel_requested=False, created_at=now, updated_at=now,
             )

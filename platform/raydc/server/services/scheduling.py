@@ -30,6 +30,7 @@ from raydc.scheduler.policy import decide
 from raydc.server.services.job_status import switch_job_status
 from raydc.settings import Settings
 from raydc.specs.capacity import ClusterCapacity
+from raydc.specs.demand import worker_range
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus
 from raydc.store.models import DeploymentRow, JobEventRow, JobRow, TenantRow
 
@@ -84,8 +85,7 @@ def _seconds(moment: datetime | None) -> float | None:
 def job_of_row(row: JobRow) -> Job:
     """The policy's view of a job; reads the (already validated) spec without pydantic."""
     resources: dict[str, Any] = row.spec.get("resources") or {}
-    workers = resources.get("workers", 1)
-    low, high = (workers, workers) if isinstance(workers, int) else (workers["min"], workers["max"])
+    low, high = worker_range(row.spec)
     shape = Shape(
         float(resources.get("cpus_per_worker", 1.0)),
         float(resources.get("gpus_per_worker", 0.0)),
