@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import RayJobState, submission_id
 from raydc.server.services.job_status import switch_job_status
-from raydc.server.services.launch import logs_path, result_path
+from raydc.server.services.launch import logs_path, progress_path, result_path
 from raydc.server.services.models import register_version
 from raydc.settings import Settings
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus, TerminationReason
@@ -79,6 +79,17 @@ def guarded(session: Session, job: ActiveJob) -> JobRow | None:
     return row
 
 
+def lineage_of(job: ActiveJob, outcome: dict[str, Any]) -> dict[str, Any]:
+    """What produced a job's model: the job, and the config it trained with (a tune job:
+    its best trial's)."""
+    kind = job.spec.get("kind", "train")
+    best = outcome.get("best_trial")
+    if kind == "tune" and isinstance(best, dict):
+        return {"job": job.id, "kind": kind, "trial": best.get("id"),
+                "config": best.get("config"), "metrics": best.get("metrics")}  # fmt: skip
+    return {"job": job.id, "kind": kind, "config": job.spec.get("config") or {}}
+
+
 class JobOutcomes:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
@@ -100,6 +111,8 @@ class JobOutcomes:
                     switch_job_status(session, row, JobStatus.RUNNING, reason="ray_running")
         elif state.status == "RUNNING":
             self.note_checkpoint(job)
+            if job.spec.get("kind") == "tune":
+                self.note_progress(job)
         elif state.status in ("SUCCEEDED", "FAILED"):
             self._save_logs(cluster, job)
             self.finish_from_result(job, ray_status=state.status, ray_message=state.message)
@@ -121,6 +134,26 @@ class JobOutcomes:
             row = guarded(session, job)
             if row is not None and row.last_checkpoint_at != latest:
                 row.last_checkpoint_at = latest
+
+    def note_progress(self, job: ActiveJob) -> None:
+        """Show a running tune job's trials as its result (the driver's progress file),
+        and when any of them last checkpointed."""
+        progress = read_result(progress_path(self.settings, job.id))
+        if progress is None:
+            return
+        result = {"trials": progress.get("trials") or []}
+        stamp = progress.get("checkpointed_at")
+        checkpointed = (
+            datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int | float) else None
+        )
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is None:
+                return
+            if row.result != result:
+                row.result = result
+            if checkpointed is not None and row.last_checkpoint_at != checkpointed:
+                row.last_checkpoint_at = checkpointed
 
     def stopped(self, job: ActiveJob) -> None:
         """The scheduler's stop took effect: requeue a preempted job, restart a resized one.
@@ -233,7 +266,7 @@ class JobOutcomes:
                 if checkpoint:
                     version = register_version(
                         session, job.tenant, job.name, str(checkpoint),
-                        dict(outcome.get("metrics") or {}), job.id,
+                        dict(outcome.get("metrics") or {}), job.id, lineage_of(job, outcome),
                     )  # fmt: skip
                     result["model"] = f"{job.name}:{version.version}"
                 row.result = result

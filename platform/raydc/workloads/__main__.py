@@ -9,17 +9,19 @@ import sys
 import traceback
 from pathlib import Path
 
-from raydc.specs.jobs import parse_job_spec
+from raydc.specs.jobs import TuneSpec, parse_job_spec
 from raydc.workloads.entrypoints import EntrypointError
 from raydc.workloads.protocol import (
     ENV_JOB_ID,
     ENV_JOB_SPEC,
+    ENV_PROGRESS_PATH,
     ENV_RESULT_PATH,
     ENV_RUNS_DIR,
     ENV_WORKERS,
     write_result,
 )
 from raydc.workloads.train import run_train
+from raydc.workloads.tune import TuneFailed, run_tune
 
 _MAX_ERROR_CHARS = 4000
 
@@ -35,10 +37,17 @@ def main() -> int:
     result_path = Path(os.environ[ENV_RESULT_PATH])
     spec = parse_job_spec(json.loads(os.environ[ENV_JOB_SPEC]))
     print(f"raydc: job {job_id} ({spec.kind} '{spec.name}') starting", flush=True)
+    runs_dir = Path(os.environ[ENV_RUNS_DIR])
     try:
-        workers = int(os.environ[ENV_WORKERS]) if os.environ.get(ENV_WORKERS) else None
-        outcome = run_train(spec, job_id, Path(os.environ[ENV_RUNS_DIR]), workers)
-    except EntrypointError as error:
+        if isinstance(spec, TuneSpec):
+            # The scheduler sized the job for all its concurrent trials; each trial
+            # runs at the spec's per-trial size.
+            progress = Path(os.environ[ENV_PROGRESS_PATH])
+            outcome = run_tune(spec, job_id, runs_dir, progress)
+        else:
+            workers = int(os.environ[ENV_WORKERS]) if os.environ.get(ENV_WORKERS) else None
+            outcome = run_train(spec, job_id, runs_dir, workers)
+    except (EntrypointError, TuneFailed) as error:
         print(f"raydc: {error}", file=sys.stderr, flush=True)
         write_result(result_path, {"status": "failed", "error": str(error)})
         return 1

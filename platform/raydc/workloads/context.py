@@ -7,12 +7,15 @@ Checkpoints land in the job's run storage; the last one becomes the model versio
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import ray.train
 import torch
+
+from raydc.workloads.protocol import ENV_INITIAL_CHECKPOINT
 
 STATE_FILE = "state.pt"
 
@@ -33,7 +36,9 @@ def load_state() -> dict[str, Any] | None:
     """
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return None
+        # A run that continues another one's work (a tune trial) starts from this.
+        initial = os.environ.get(ENV_INITIAL_CHECKPOINT)
+        return load_checkpoint_dir(initial) if initial else None
     with checkpoint.as_directory() as directory:
         return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
 

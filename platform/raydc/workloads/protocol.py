@@ -20,6 +20,12 @@ ENV_RUNS_DIR = "RAYDC_RUNS_DIR"
 # Workers the scheduler gave this run; the job runs at exactly this size until the
 # scheduler resizes it (stop, then resume from the checkpoint at the new size).
 ENV_WORKERS = "RAYDC_WORKERS"
+# A tune job's progress file: the driver rewrites it as trials start, report and end,
+# and the reconciler copies it into the job's result while the job runs.
+ENV_PROGRESS_PATH = "RAYDC_PROGRESS_PATH"
+# Set on the workers of a Train run that must start from a given checkpoint directory
+# (a tune trial resumed, or continuing from another trial's checkpoint under PBT).
+ENV_INITIAL_CHECKPOINT = "RAYDC_INITIAL_CHECKPOINT"
 
 ENTRYPOINT = "python -m raydc.workloads"
 

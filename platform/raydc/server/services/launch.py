@@ -35,6 +35,11 @@ def logs_path(settings: Settings, job_id: str, sid: str) -> Path:
     return settings.jobs_dir / job_id / f"logs-{sid}.txt"
 
 
+def progress_path(settings: Settings, job_id: str) -> Path:
+    """A tune job's trials so far; one file for every attempt, as the search resumes."""
+    return settings.jobs_dir / job_id / "progress.json"
+
+
 def build_launch(
     settings: Settings,
     job_id: str,
@@ -61,6 +66,7 @@ def build_launch(
         protocol.ENV_JOB_SPEC: json.dumps({k: v for k, v in spec.items() if k != "env"}),
         protocol.ENV_RESULT_PATH: str(result),
         protocol.ENV_RUNS_DIR: str(settings.runs_dir),
+        protocol.ENV_PROGRESS_PATH: str(progress_path(settings, job_id)),
         "HF_HUB_OFFLINE": "1",
     }
     if workers is not None:
