@@ -270,8 +270,11 @@ class Ingress:
         self, stable: DeploymentHandle, canary: DeploymentHandle | None, args: dict[str, Any]
     ) -> None:
         self._args = ServeArgs.model_validate(args)
-        self._stable = stable
-        self._canary = canary
+        # Calls to the model over Serve's gRPC data plane rather than as Ray actor tasks:
+        # ~15% less CPU per request, ~25% more predictions/s through one replica on 2 cores
+        # (benchmarks/serve_batching.py). Nothing here passes ObjectRefs, which it cannot.
+        self._stable = stable.options(_by_reference=False)
+        self._canary = canary.options(_by_reference=False) if canary is not None else None
         self._canary_percent = 0.0
         self._tokens = TokenChecker(self._args.auth_url)
         self._random = random.Random()
