@@ -115,11 +115,18 @@ def test_canary_flag_and_options_must_agree(canary_flag: bool) -> None:
         config(args={**ARGS, "canary": canary_flag}, canary=None if canary_flag else options())
 
 
-def test_runtime_env_keeps_its_env_vars_and_reports_load_often() -> None:
-    env = config()["runtime_env"]
-    assert env["py_modules"] == ["gcs://_ray_pkg_a.zip"]
-    assert env["env_vars"]["X"] == "1"
-    assert env["env_vars"]["RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] == "1"
+def test_runtime_env_is_passed_as_given() -> None:
+    assert config()["runtime_env"] == {
+        "py_modules": ["gcs://_ray_pkg_a.zip"],
+        "env_vars": {"X": "1"},
+    }
+
+
+def test_load_is_reported_every_second() -> None:
+    # Serve's default (10 s) alone would delay a scale-up by up to 10 s.
+    scaling = deployments(config())["Stable"]["autoscaling_config"]
+    assert scaling["metrics_interval_s"] == 1.0
+    assert scaling["look_back_period_s"] > scaling["metrics_interval_s"]
 
 
 def test_load_window_follows_the_downscale_delay() -> None:

@@ -26,12 +26,10 @@ INGRESS, STABLE, CANARY = "Ingress", "Stable", "Canary"
 INGRESS_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 INGRESS_MAX_ONGOING_REQUESTS = 1000
 PACKAGE_EXCLUDES = ["__pycache__", "*.pyc", ".git"]
-# Serve's replicas and handles report load every 10 s by default, which alone delays a
-# scale-up by up to 10 s; raydc's deployments report every second.
-METRICS_ENV = {
-    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
-    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
-}
+# Serve's replicas and handles report their load every 10 s by default, which alone delays
+# a scale-up by up to 10 s; raydc's report every second. (Ray marks `metrics_interval_s`
+# deprecated in favour of two environment variables that Ray 2.60 does not read yet.)
+METRICS_INTERVAL_S = 1.0
 
 
 class ServeConfigRejected(Exception):
@@ -91,6 +89,7 @@ def model_deployment(name: str, options: ModelDeploymentOptions) -> dict[str, An
             # Load is averaged over this window; longer than the downscale delay, a
             # deployment would stay scaled up for the window after the load has gone.
             "look_back_period_s": min(30.0, max(2.0, options.downscale_delay_s)),
+            "metrics_interval_s": METRICS_INTERVAL_S,
         },
         "ray_actor_options": options.ray_actor_options,
     }
@@ -114,7 +113,6 @@ def application_config(
     """
     if bool(args.get("canary")) != (canary is not None):
         raise ValueError("args.canary must be true exactly when canary options are given")
-    env_vars = {**METRICS_ENV, **runtime_env.get("env_vars", {})}
     deployments = [
         {
             "name": INGRESS,
@@ -132,7 +130,7 @@ def application_config(
         "route_prefix": route_prefix,
         "import_path": IMPORT_PATH,
         "args": args,
-        "runtime_env": {**runtime_env, "env_vars": env_vars},
+        "runtime_env": runtime_env,
         "deployments": deployments,
     }
 
