@@ -175,6 +175,7 @@ class TokenChecker:
         denied_ttl_s: float = 5.0,
         max_entries: int = 4096,
         timeout_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._url = f"{auth_url.rstrip('/')}/v1/auth/whoami"
         self._ttl_s = ttl_s
@@ -183,6 +184,7 @@ class TokenChecker:
         self._timeout_s = timeout_s
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[Principal | None]] = {}
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
     async def principal(self, token: str) -> Principal | None:
@@ -212,7 +214,7 @@ class TokenChecker:
 
     async def _ask(self, token: str) -> Principal | None:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s)
+            self._client = httpx.AsyncClient(timeout=self._timeout_s, transport=self._transport)
         try:
             response = await self._client.get(
                 self._url, headers={"Authorization": f"Bearer {token}"}
