@@ -32,14 +32,13 @@ class Predictor:
         self.vocab: dict[str, int] = state["vocab"]
 
     def predict(self, inputs: list[Any]) -> list[str]:
-        for index, text in enumerate(inputs):
+        # No position in the message: under Serve a batch mixes inputs of many requests,
+        # so an index here would not be the caller's.
+        for text in inputs:
             if not isinstance(text, str):
-                raise ValueError(
-                    f"inputs[{index}] must be a headline string, got {type(text).__name__}"
-                )
+                raise ValueError(f"each input must be a headline string, got {type(text).__name__}")
             if len(text) > MAX_TEXT_CHARS:
                 raise ValueError(
-                    f"inputs[{index}] is {len(text)} characters long; at most "
-                    f"{MAX_TEXT_CHARS} allowed"
+                    f"input text is {len(text)} characters long; at most {MAX_TEXT_CHARS} allowed"
                 )
         return predict(self.model, self.vocab, inputs)
