@@ -165,6 +165,50 @@ def jobs_get(job_id: str) -> None:
             _fail(error)
 
 
+@jobs_app.command("trials")
+def jobs_trials(job_id: str) -> None:
+    """A tune job's trials: status, iterations, the config values searched, latest metrics.
+
+    The best trial (once the search has ended) is marked with *.
+    """
+    with _client() as client:
+        try:
+            job = client.get_job(job_id)
+        except ApiError as error:
+            _fail(error)
+    if job["kind"] != "tune":
+        err.print(f"[red]error[/red] {job_id} is a {job['kind']} job, not a tune job")
+        raise typer.Exit(1)
+    result = job.get("result") or {}
+    trials: list[dict[str, Any]] = result.get("trials") or []
+    if not trials:
+        console.print(f"{job_id} ({_status(job['status'])}): no trials yet")
+        return
+    configs = [t.get("config") or {} for t in trials]
+    # The searched keys: those whose value differs between trials (all, for a single one).
+    keys = [k for k in configs[0] if len(trials) == 1 or len({repr(c.get(k)) for c in configs}) > 1]
+    best = (result.get("best_trial") or {}).get("id")
+    table = Table("TRIAL", "STATUS", "ITER", *(k.upper() for k in keys), "METRICS")
+    for trial, config in zip(trials, configs, strict=True):
+        marked = f"* {trial['id']}" if trial["id"] == best else trial["id"]
+        metrics = _metrics_text(trial.get("metrics") or {})
+        if trial.get("error"):
+            metrics = f"[red]{trial['error']}[/red]"
+        values = [_value_text(config.get(k)) for k in keys]
+        table.add_row(marked, _status(trial["status"]), str(trial.get("iterations", 0)),
+                      *values, metrics)  # fmt: skip
+    console.print(table)
+    console.print(f"{job_id} ({_status(job['status'])}): {len(trials)} trials")
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_value_text(v)}" for k, v in metrics.items())
+
+
 @jobs_app.command("logs")
 def jobs_logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
     """Print a job's logs (-f streams them until the job ends)."""
@@ -282,11 +326,10 @@ def models_versions(name: str) -> None:
             _fail(error)
     table = Table("VERSION", "JOB", "METRICS", "URI")
     for version in versions:
-        metrics = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in version["metrics"].items()
-        )
-        table.add_row(str(version["version"]), version["job_id"], metrics, version["uri"])
+        metrics = _metrics_text(version["metrics"])
+        trial = (version.get("lineage") or {}).get("trial")
+        made_by = f"{version['job_id']} (trial {trial})" if trial else version["job_id"]
+        table.add_row(str(version["version"]), made_by, metrics, version["uri"])
     console.print(table)
 
 

@@ -4,9 +4,12 @@ for train and tune jobs (no Ray: the files are written here as the workload woul
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
+from typer.testing import CliRunner
 
+from raydc import cli
 from raydc.cluster.jobs import RayJobState
 from raydc.server.control_plane import ControlPlane
 from raydc.server.job_outcomes import ActiveJob, read_active
@@ -18,6 +21,7 @@ from raydc.store.db import make_engine
 from raydc.store.models import JobRow
 from raydc.workloads.protocol import write_result
 from tests.unit.factories import ADMIN, train_spec, tune_spec
+from tests.unit.test_tenants import sdk_for
 
 RUNNING = RayJobState("RUNNING", None, None, None)
 
@@ -153,3 +157,37 @@ def test_versions_from_before_lineage_have_none(tmp_path: Path) -> None:
     columns = {c["name"] for c in inspect(engine).get_columns("model_versions")}
     engine.dispose()
     assert "lineage" not in columns and "uri" in columns
+
+
+def test_the_cli_lists_a_searchs_trials_and_marks_the_best(
+    api: TestClient, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_client", lambda: sdk_for(api))
+    monkeypatch.setattr(cli.console, "width", 200)
+    runner = CliRunner()
+    job = running_job(api, control_plane, tune_spec(name="search"))
+    assert "no trials yet" in runner.invoke(cli.app, ["jobs", "trials", job.id]).output
+
+    trials = [trial("t_0", "TERMINATED", 0.01, 0.8), trial("t_1", "TERMINATED", 0.02, 0.9),
+              {**trial("t_2", "ERROR", 0.03, None), "error": "RuntimeError: boom"}]  # fmt: skip
+    best = {"id": "t_1", "config": trials[1]["config"], "metrics": trials[1]["metrics"]}
+    outcome = {"status": "succeeded", "metrics": trials[1]["metrics"], "checkpoint_path": "/c",
+               "trials": trials, "best_trial": best}  # fmt: skip
+    write_result(result_path(control_plane.settings, job.id, job.sid), outcome)
+    assert control_plane.reconciler.outcomes.finish_from_result(job, ray_status="SUCCEEDED")
+
+    shown = runner.invoke(cli.app, ["jobs", "trials", job.id])
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in shown.output.splitlines() if "t_" in line}  # fmt: skip
+    # Only the searched key (lr) is a column: epochs is the same in every trial.
+    assert "LR" in shown.output and "EPOCHS" not in shown.output
+    assert rows["* t_1"] == ["TERMINATED", "2", "0.02", "epoch=2, accuracy=0.9"]
+    assert rows["t_0"][:3] == ["TERMINATED", "2", "0.01"]
+    assert rows["t_2"] == ["ERROR", "0", "0.03", "RuntimeError: boom"]
+    versions = runner.invoke(cli.app, ["models", "versions", "search"])
+    assert f"{job.id} (trial t_1)" in versions.output
+
+    plain = running_job(api, control_plane, train_spec(name="plain"))
+    refused = runner.invoke(cli.app, ["jobs", "trials", plain.id])
+    assert refused.exit_code == 1 and "not a tune job" in refused.output
