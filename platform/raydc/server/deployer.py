@@ -137,6 +137,7 @@ class DeploymentReconciler:
         self._serve: RayServe | None = None
         self._serve_of: RayCluster | None = None
         self._applied_key: str | None = None
+        self._refused = False  # Serve refused the config of _applied_key
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,6 +194,10 @@ class DeploymentReconciler:
         # the config changed.
         key = json.dumps([application(w, auth_url, {}) for w in live], sort_keys=True)
         if key == self._applied_key:
+            if not self._refused:
+                # A change that leaves the config as Serve runs it (a PATCH to the same
+                # values, or one undone before this pass): that generation is applied too.
+                self._record_applied(wanted)
             return
         uris: dict[str, list[str]] = {}
         for app in sorted({w.app for w in live}):
@@ -208,14 +213,18 @@ class DeploymentReconciler:
         except ServeConfigRejected as error:
             self._record_rejection(wanted, str(error))
             self._applied_key = key  # the same config will be refused again: wait for a change
+            self._refused = True
             return
-        self._applied_key = key
+        self._applied_key, self._refused = key, False
+        self._record_applied(wanted)
+        log.info("Serve config applied: %d application(s)", len(applications))
+
+    def _record_applied(self, wanted: list[Wanted]) -> None:
         with transaction(self.sessions) as session:
             for want in wanted:
                 row = session.get(DeploymentRow, want.id)
-                if row is not None and row.generation == want.generation:
+                if row is not None and row.generation == want.generation != row.applied_generation:
                     row.applied_generation = want.generation
-        log.info("Serve config applied: %d application(s)", len(applications))
 
     def _record_rejection(self, wanted: list[Wanted], message: str) -> None:
         log.warning("Serve refused the config: %s", message)
