@@ -80,6 +80,12 @@ def test_stable_carries_model_config_autoscaling_and_resources() -> None:
     assert stable["max_ongoing_requests"] >= 2 * 32
 
 
+def test_an_unbatched_replica_queues_requests_itself_not_in_the_router() -> None:
+    unbatched = options(user_config={**options().user_config, "max_batch_size": 1})
+    stable = deployments(config(stable=unbatched))["Stable"]
+    assert stable["max_ongoing_requests"] >= 32
+
+
 def test_explicit_max_ongoing_requests_wins() -> None:
     stable = deployments(config(stable=options(max_ongoing_requests=7)))["Stable"]
     assert stable["max_ongoing_requests"] == 7
