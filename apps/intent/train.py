@@ -33,15 +33,15 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from ray.train.torch import get_device, prepare_model
 from tokenizers import Tokenizer
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from raydc.workloads.context import load_checkpoint_dir, load_state, report, world_rank, world_size
+from raydc.workloads.loops import config_from_dict, epoch_seed, maybe_fail, shard, unwrap
 
 from .data import Dataset, Example, load_dataset
 from .encoder import (
@@ -57,8 +57,6 @@ from .engine import Feature, compute_features, evaluate, make_batches, train_one
 from .model import IntentClassifier, IntentModel
 
 EVAL_BATCH_SIZE = 256
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrainConfig:
-        # Rejecting unknown keys turns a typo ("epoch: 5") into an error, not a silent default.
-        unknown = set(config) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**{key: _coerce(key, value) for key, value in config.items()})
+        return config_from_dict(cls, config)
 
     def __post_init__(self) -> None:
         checks = {
@@ -98,33 +92,6 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ValueError(f"config key {key!r} is out of range: {getattr(self, key)!r}")
-
-
-_INT_KEYS = {"epochs", "batch_size", "hidden_dim", "finetune_layers", "seed", "fail_at_epoch"}
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """An int key takes an int (or a whole float, as a search space may give); a float key
-    takes any number. Anything else is an error naming the key."""
-    if key == "fail_at_epoch" and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-    if key in _INT_KEYS:
-        if value != int(value):
-            raise ValueError(f"config key {key!r} must be a whole number, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def shard(examples: Sequence[T], rank: int, size: int) -> list[T]:
-    """Every ``size``-th example starting at ``rank``, the same count on every rank.
-
-    DDP all-reduces gradients at every step, so ranks with different batch counts would
-    wait on each other forever; dropping the last ``len % size`` examples prevents that.
-    """
-    usable = len(examples) - len(examples) % size
-    return list(examples[rank:usable:size])
 
 
 def epoch_lr(config: TrainConfig, epoch: int) -> float:
@@ -144,21 +111,6 @@ def _optimizer(classifier: IntentClassifier, config: TrainConfig) -> torch.optim
             {"params": list(classifier.layers.parameters()), "lr_scale": config.encoder_lr_scale}
         )
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def _maybe_fail(config: TrainConfig, epoch: int, resumed: bool) -> None:
-    # Only a fresh attempt fails, so the retry that resumes from a checkpoint completes.
-    if config.fail_at_epoch == epoch and not resumed:
-        raise RuntimeError(f"fail_at_epoch={epoch}: injected failure before training epoch {epoch}")
-
-
-def _shuffle_seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    # A new order every epoch and rank, yet the same one when an epoch is re-run.
-    return config.seed * 1_000_000 + epoch * 1_000 + rank
 
 
 def _model_config(config: TrainConfig, data: Dataset, encoder: EncoderConfig) -> dict[str, Any]:
@@ -222,17 +174,17 @@ def train_loop(config: dict[str, Any]) -> None:
         start_epoch = state["epoch"] + 1
 
     for epoch in range(start_epoch, settings.epochs + 1):
-        _maybe_fail(settings, epoch, resumed=state is not None)
+        maybe_fail(settings.fail_at_epoch, epoch, resumed=state is not None)
         if settings.epoch_sleep_s > 0:
             time.sleep(settings.epoch_sleep_s)
         for group in optimizer.param_groups:
             group["lr"] = epoch_lr(settings, epoch) * group["lr_scale"]
         batches = make_batches(
-            train_examples, settings.batch_size, _shuffle_seed(settings, epoch, rank)
+            train_examples, settings.batch_size, epoch_seed(settings.seed, epoch, rank)
         )
         train_loss = train_one_epoch(model, optimizer, batches)
         # Evaluate the unwrapped module: a plain forward pass, no DDP collectives.
-        held_out = evaluate(_unwrap(model), test_batches)
+        held_out = evaluate(unwrap(model), test_batches)
         # loss is this rank's shard only; accuracy and val_loss agree across ranks.
         metrics = {
             "epoch": epoch,
@@ -252,7 +204,7 @@ def _state(
     config: TrainConfig,
 ) -> dict[str, Any]:
     return {
-        "model": {k: v.cpu() for k, v in _unwrap(model).state_dict().items()},
+        "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "model_config": model_config,

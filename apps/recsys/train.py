@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from ray.train.torch import prepare_model
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from raydc.workloads.context import load_checkpoint_dir, load_state, report, world_rank, world_size
+from raydc.workloads.loops import config_from_dict, epoch_seed, maybe_fail, shard, unwrap
 
 from .data import DataConfig, Split, make_split
 from .engine import evaluate, make_training_batches, popularity_baseline, train_one_epoch
@@ -72,14 +72,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrainConfig:
-        # Rejecting unknown keys turns a typo ("epoch: 5") into an error, not a silent default.
-        unknown = set(config) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        for field in dataclasses.fields(cls):
-            if field.name in config:
-                _check_type(field.name, str(field.type), config[field.name])
-        return cls(**config)
+        return config_from_dict(cls, config)
 
     def __post_init__(self) -> None:
         at_least = {
@@ -106,46 +99,6 @@ class TrainConfig:
 
     def data_config(self) -> DataConfig:
         return DataConfig(**{key: getattr(self, key) for key in _DATA_KEYS})
-
-
-def _check_type(name: str, annotation: str, value: Any) -> None:
-    if value is None and "None" in annotation:
-        return
-    if isinstance(value, bool):  # bool is an int subclass; "epochs: true" is a mistake
-        ok = False
-    elif annotation.startswith("int"):
-        ok = isinstance(value, int)
-    else:  # float: an integer is a fine float ("lr: 1")
-        ok = isinstance(value, int | float)
-    if not ok:
-        kind = annotation.split(" ")[0]
-        raise ValueError(f"config key {name!r} must be {kind}, got {value!r}")
-
-
-def shard(values: np.ndarray, rank: int, size: int) -> np.ndarray:
-    """Every ``size``-th element starting at ``rank``, the same count on every rank.
-
-    DDP all-reduces gradients at every step, so ranks with different batch counts would
-    wait on each other forever; dropping the last ``len % size`` elements prevents that.
-    """
-    usable = len(values) - len(values) % size
-    return values[rank:usable:size]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def _maybe_fail(config: TrainConfig, epoch: int, resumed: bool) -> None:
-    # Only a fresh attempt fails, so the retry that resumes from a checkpoint completes.
-    if config.fail_at_epoch == epoch and not resumed:
-        raise RuntimeError(f"fail_at_epoch={epoch}: injected failure before training epoch {epoch}")
-
-
-def _epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    # New negatives and order every epoch and rank, yet the same ones when an epoch is
-    # re-run after a restart, so a resumed run retraces the run it replaces.
-    return config.seed * 1_000_000 + epoch * 1_000 + rank
 
 
 def _build_model(
@@ -185,7 +138,7 @@ def _state(
     seen: tuple[torch.Tensor, torch.Tensor],
 ) -> dict[str, Any]:
     return {
-        "model": _unwrap(model).state_dict(),
+        "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "model_config": model_config,
@@ -218,7 +171,7 @@ def train_loop(config: dict[str, Any]) -> None:
     seen = seen_items_csr(split)
 
     for epoch in range(start_epoch, settings.epochs + 1):
-        _maybe_fail(settings, epoch, resumed=state is not None)
+        maybe_fail(settings.fail_at_epoch, epoch, resumed=state is not None)
         if settings.epoch_sleep_s > 0:
             time.sleep(settings.epoch_sleep_s)
         batches = make_training_batches(
@@ -227,11 +180,11 @@ def train_loop(config: dict[str, Any]) -> None:
             items,
             settings.num_negatives,
             settings.batch_size,
-            _epoch_seed(settings, epoch, rank),
+            epoch_seed(settings.seed, epoch, rank),
         )
         train_loss = train_one_epoch(model, optimizer, batches)
         # Evaluate the unwrapped module: a plain forward pass, no DDP collectives.
-        held_out = evaluate(_unwrap(model), split, settings.top_k)
+        held_out = evaluate(unwrap(model), split, settings.top_k)
         metrics = {
             "epoch": epoch,
             "train_loss": train_loss,  # this rank's shard only; the rest agree across ranks

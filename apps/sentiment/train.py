@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from ray.train.torch import prepare_model
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from raydc.workloads.context import load_checkpoint_dir, load_state, report, world_rank, world_size
+from raydc.workloads.loops import config_from_dict, epoch_seed, maybe_fail, shard, unwrap
 
 from .data import LABELS
 from .engine import (
@@ -46,8 +45,6 @@ from .engine import (
 from .model import Batch, SentimentClassifier
 
 EVAL_BATCH_SIZE = 512
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,38 +62,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrainConfig:
-        # Rejecting unknown keys turns a typo ("epoch: 5") into an error, not a silent default.
-        unknown = set(config) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**config)
-
-
-def shard(examples: Sequence[T], rank: int, size: int) -> list[T]:
-    """Every ``size``-th example starting at ``rank``, the same count on every rank.
-
-    DDP all-reduces gradients at every step, so ranks with different batch counts would
-    wait on each other forever; dropping the last ``len % size`` examples prevents that.
-    """
-    usable = len(examples) - len(examples) % size
-    return list(examples[rank:usable:size])
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def _maybe_fail(config: TrainConfig, epoch: int, resumed: bool) -> None:
-    # Only a fresh attempt fails, so the retry that resumes from a checkpoint completes:
-    # that is the recovery path the platform tests want to exercise.
-    if config.fail_at_epoch == epoch and not resumed:
-        raise RuntimeError(f"fail_at_epoch={epoch}: injected failure before training epoch {epoch}")
-
-
-def _shuffle_seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    # A new order every epoch and rank, yet the same one when an epoch is re-run after
-    # a restart, so a resumed run retraces the run it replaces.
-    return config.seed * 1_000_000 + epoch * 1_000 + rank
+        return config_from_dict(cls, config)
 
 
 def _build_model(
@@ -128,7 +94,7 @@ def _state(
     config: TrainConfig,
 ) -> dict[str, Any]:
     return {
-        "model": _unwrap(model).state_dict(),
+        "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "vocab": data.vocab,
@@ -148,7 +114,7 @@ def _run_epoch(
 ) -> dict[str, Any]:
     train_loss = train_one_epoch(model, optimizer, train_batches)
     # Evaluate the unwrapped module: a plain forward pass, no DDP collectives.
-    held_out = evaluate(_unwrap(model), test_batches)
+    held_out = evaluate(unwrap(model), test_batches)
     # train_loss is this rank's shard only; accuracy and val_loss agree across ranks.
     return {
         "epoch": epoch,
@@ -179,11 +145,11 @@ def train_loop(config: dict[str, Any]) -> None:
     test_batches = make_batches(encode_examples(data.test, data.vocab), EVAL_BATCH_SIZE)
 
     for epoch in range(start_epoch, settings.epochs + 1):
-        _maybe_fail(settings, epoch, resumed=state is not None)
+        maybe_fail(settings.fail_at_epoch, epoch, resumed=state is not None)
         if settings.epoch_sleep_s > 0:
             time.sleep(settings.epoch_sleep_s)
         train_batches = make_batches(
-            train_examples, settings.batch_size, _shuffle_seed(settings, epoch, rank)
+            train_examples, settings.batch_size, epoch_seed(settings.seed, epoch, rank)
         )
         metrics = _run_epoch(model, optimizer, train_batches, test_batches, epoch)
         report(metrics, state=_state(model, optimizer, epoch, data, model_config, settings))
