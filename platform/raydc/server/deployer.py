@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +27,7 @@ from raydc.cluster.serve import (
     application_config,
 )
 from raydc.server.cluster_link import ClusterLink
+from raydc.server.loop import ReconcileLoop
 from raydc.server.services.deployments import (
     DELETING,
     DEPLOYING,
@@ -127,10 +126,13 @@ def read_wanted(session: Session) -> list[Wanted]:
     return wanted
 
 
-class DeploymentReconciler:
+class DeploymentReconciler(ReconcileLoop):
+    thread_name = "raydc-deployer"
+
     def __init__(
         self, settings: Settings, sessions: sessionmaker[Session], link: ClusterLink
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.sessions = sessions
         self.link = link
@@ -138,33 +140,9 @@ class DeploymentReconciler:
         self._serve_of: RayCluster | None = None
         self._applied_key: str | None = None
         self._refused = False  # Serve refused the config of _applied_key
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="raydc-deployer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("deployment reconcile pass failed")
-            interval = self.settings.deploy_reconcile_interval_s
-            self._wake.wait(max(0.0, interval - (time.monotonic() - started)))
-            self._wake.clear()
+    def interval_s(self) -> float:
+        return self.settings.deploy_reconcile_interval_s
 
     def _serve_for(self, cluster: RayCluster) -> RayServe:
         if self._serve is None or self._serve_of is not cluster:

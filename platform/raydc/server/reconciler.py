@@ -10,8 +10,6 @@ pass re-attaches to every non-terminal job, since it only ever reads state from 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import Counter
 
 import requests
@@ -22,6 +20,7 @@ from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import RayJobNotFound, RaySubmissionRejected
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
+from raydc.server.loop import ReconcileLoop
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR, build_launch
 from raydc.server.services.scheduling import QueueView, schedule
 from raydc.settings import Settings
@@ -38,17 +37,18 @@ MAX_LAUNCH_ERRORS = 5
 _UNREACHABLE = (requests.ConnectionError, requests.Timeout)
 
 
-class JobReconciler:
+class JobReconciler(ReconcileLoop):
+    thread_name = "raydc-reconciler"
+    min_gap_s = MIN_PASS_GAP_S
+
     def __init__(
         self, settings: Settings, session_factory: sessionmaker[Session], link: ClusterLink
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.sessions = session_factory
         self.link = link
         self.admission_paused = settings.admission_paused
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.outcomes = JobOutcomes(settings, session_factory)
         self.last_queue = QueueView()
         self._starting = False
@@ -61,34 +61,9 @@ class JobReconciler:
         )
         self.requests: ResourceRequests | None = None
 
-    # -- loop -------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="raydc-reconciler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def wake(self) -> None:
-        """Run a pass now instead of at the next tick (after a submit or a cancel)."""
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("reconcile pass failed")
-            # A job between admission and RUNNING is what a user watches: look often.
-            interval = STARTING_POLL_S if self._starting else self.settings.reconcile_interval_s
-            self._wake.wait(max(0.0, interval - (time.monotonic() - started)))
-            # Wakes that arrive together (a burst of submits) share one pass.
-            self._stop.wait(max(0.0, MIN_PASS_GAP_S - (time.monotonic() - started)))
-            self._wake.clear()
+    def interval_s(self) -> float:
+        # A job between admission and RUNNING is what a user watches: look often.
+        return STARTING_POLL_S if self._starting else self.settings.reconcile_interval_s
 
     def run_once(self) -> None:
         cluster = self._ensure_cluster()
