@@ -153,3 +153,47 @@ def api(server: ServerThread) -> Iterator[Api]:
         yield client
     finally:
         client.http.close()
+
+
+def holders(ray_head: RayCluster) -> list[str]:
+    """Ray jobs still running, and live actors and placement groups holding CPUs."""
+    busy = [
+        f"job {j.submission_id}"
+        for j in ray_head.jobs._client.list_jobs()
+        if str(j.status) in ("PENDING", "RUNNING")
+    ]
+    auth = {"Authorization": f"Bearer {ray_head.auth_token}"} if ray_head.auth_token else {}
+    for kind, state in (("actors", "ALIVE"), ("placement_groups", "CREATED")):
+        params = {"detail": "1", "limit": "1000", "filter_keys": "state",
+                  "filter_predicates": "=", "filter_values": state}  # fmt: skip
+        url = f"{ray_head.dashboard_url}/api/v0/{kind}"
+        rows = httpx.get(url, params=params, headers=auth, timeout=10).json()
+        for row in rows["data"]["result"]["result"]:
+            needs = row.get("required_resources") or {}
+            bundles = row.get("bundles") or []
+            cpus = needs.get("CPU", 0) + sum(
+                b.get("unit_resources", {}).get("CPU", 0) for b in bundles
+            )
+            if cpus:
+                busy.append(f"{kind} {row.get('class_name') or row.get('placement_group_id')}")
+    return busy
+
+
+@pytest.fixture
+def idle_cluster(api: Api, ray_head: RayCluster) -> Iterator[None]:
+    """Start on an idle cluster and leave one: for tests that count on all of its CPUs.
+
+    A Ray job of an earlier test (another file, another control plane) may still hold
+    CPUs, and a Ray job outlives the control plane that submitted it.
+    """
+    deadline = time.monotonic() + 180
+    while busy := holders(ray_head):
+        assert time.monotonic() < deadline, f"still holding the cluster from earlier tests: {busy}"
+        time.sleep(1)
+    yield
+    for job in api.http.get("/v1/jobs", params={"limit": 500}).json()["items"]:
+        if job["status"] not in TERMINAL:
+            api.http.post(f"/v1/jobs/{job['id']}/cancel")
+    for job in api.http.get("/v1/jobs", params={"limit": 500}).json()["items"]:
+        if job["status"] not in TERMINAL:
+            api.wait_for(job["id"], lambda j: j["status"] in TERMINAL, timeout_s=120)

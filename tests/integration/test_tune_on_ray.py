@@ -4,33 +4,17 @@ sentiment app, and a preempted search that resumes where it stopped."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from raydc.client import zip_directory
-from raydc.cluster.client import RayCluster
 from raydc.settings import Settings
 from tests.conftest import FIXTURES
-from tests.integration.conftest import TERMINAL, Api
-from tests.integration.test_scheduling_on_ray import holders
+from tests.integration.conftest import Api
 
-
-@pytest.fixture(autouse=True)
-def idle_cluster(api: Api, ray_head: RayCluster) -> Iterator[None]:
-    """Start on an idle cluster (these tests count on its 4 CPUs), and leave one."""
-    deadline = time.monotonic() + 180
-    while busy := holders(ray_head):
-        assert time.monotonic() < deadline, f"still holding the cluster from earlier tests: {busy}"
-        time.sleep(1)
-    yield
-    for job in api.http.get("/v1/jobs", params={"limit": 500}).json()["items"]:
-        if job["status"] not in TERMINAL:
-            api.http.post(f"/v1/jobs/{job['id']}/cancel")
-            api.wait_for(job["id"], lambda j: j["status"] in TERMINAL, timeout_s=120)
+pytestmark = pytest.mark.usefixtures("idle_cluster")
 
 
 def sentiment_search() -> dict[str, Any]:
