@@ -34,13 +34,14 @@ from raydc.server.services.deployments import (
     HEALTHY,
     UNHEALTHY,
     app_name,
+    app_of,
     route_prefix,
 )
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR
 from raydc.settings import Settings
 from raydc.specs.deployments import DeploymentSpec
 from raydc.store.db import transaction
-from raydc.store.models import DeploymentRow, JobRow, ModelVersionRow, utcnow
+from raydc.store.models import DeploymentRow, ModelVersionRow, utcnow
 
 log = logging.getLogger(__name__)
 _BYTES_PER_GB = 1024**3
@@ -116,8 +117,7 @@ def read_wanted(session: Session) -> list[Wanted]:
         canary = (
             session.get(ModelVersionRow, row.canary_version_id) if row.canary_version_id else None
         )
-        job = session.get(JobRow, stable.job_id) if stable is not None else None
-        app = str(((job.spec if job else {}).get("code") or {}).get("app") or "")
+        app = (app_of(session, stable) if stable is not None else None) or ""
         wanted.append(Wanted(
             row.id, row.tenant, row.name, row.generation, row.status == DELETING,
             DeploymentSpec.model_validate(row.spec), stable.uri if stable else "",

@@ -71,14 +71,19 @@ def resolve_version(
     )
     if version is None:
         raise InvalidInput.field(field, f"model '{name}' has no version {number or ''}".strip())
-    job = session.get(JobRow, version.job_id)
-    app = ((job.spec if job is not None else {}).get("code") or {}).get("app")
+    app = app_of(session, version)
     if not app:
         raise InvalidInput.field(
             field, f"'{name}:{version.version}' was trained from uploaded code; only models "
             "of bundled apps (code: {app: ...}) can be deployed so far",
         )  # fmt: skip
     return ResolvedVersion(version, f"{name}:{version.version}", app)
+
+
+def app_of(session: Session, version: ModelVersionRow) -> str | None:
+    """The bundled app whose code trained ``version`` (its predictor serves it), if any."""
+    job = session.get(JobRow, version.job_id)
+    return ((job.spec if job is not None else {}).get("code") or {}).get("app")
 
 
 def _check_quota(tenant: TenantRow, spec: DeploymentSpec) -> None:
