@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.raydc-installed
 
-.PHONY: setup run test lint typecheck unit integration e2e bench clean
+.PHONY: setup run test lint typecheck unit integration e2e bench bench-serve clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ bench: setup
 	$(BIN)/python benchmarks/submit_latency.py
 	$(BIN)/python benchmarks/control_plane_rss.py
 	$(BIN)/python benchmarks/sim_replay.py
+
+# Serving benchmarks (issue #4): each starts its own server, trains the intent app, deploys it.
+bench-serve: setup
+	$(BIN)/python benchmarks/serve_batching.py
+	$(BIN)/python benchmarks/serve_scaleup.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
