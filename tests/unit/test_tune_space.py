@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
@@ -100,6 +101,31 @@ def test_random_and_grid_leave_tune_its_own_generator(search: str) -> None:
     assert config.search_alg is None
     assert (config.max_concurrent_trials, config.num_samples, config.time_budget_s) == (3, 5, 60)
     assert (config.metric, config.mode, config.reuse_actors) == ("accuracy", "max", False)
+
+
+def test_a_seed_makes_the_same_trials_and_keeps_the_limit() -> None:
+    spec = parse(search_space={"lr": {"loguniform": [1e-4, 1e-1]}}, max_concurrent_trials=2,
+                 num_samples=6, seed=7)  # fmt: skip
+    config = tune_space.tune_config(spec)
+    assert isinstance(config.search_alg, BasicVariantGenerator)
+    assert config.max_concurrent_trials is None  # the generator carries it
+    assert config.search_alg.max_concurrent == 2
+
+    def sampled(seed: int) -> list[float]:
+        seeded = parse(search_space={"lr": {"loguniform": [1e-4, 1e-1]}}, num_samples=6,
+                       max_concurrent_trials=6, seed=seed)  # fmt: skip
+        generator = tune_space.search_algorithm(seeded)
+        assert isinstance(generator, BasicVariantGenerator)
+        experiment = {"run": lambda config: None, "config": tune_space.param_space(seeded),
+                      "num_samples": 6}  # fmt: skip
+        generator.add_configurations({"seeded": experiment})
+        trials = [generator.next_trial() for _ in range(6)]
+        return [trial.config["lr"] for trial in trials if trial is not None]
+
+    first = sampled(7)
+    assert len(first) == 6 and len(set(first)) == 6
+    assert sampled(7) == first
+    assert sampled(8) != first
 
 
 def test_optuna_is_a_searcher_tune_limits() -> None:

@@ -163,6 +163,9 @@ class TuneSpec(JobSpecBase):
     num_samples: int = Field(default=1, ge=1, le=10_000, description="trials (x the grid size)")
     max_concurrent_trials: int = Field(default=1, ge=1, le=1_000)
     time_budget_s: float | None = Field(default=None, gt=0, description="then stop every trial")
+    seed: int | None = Field(
+        default=None, ge=0, description="the search's random seed: the same seed, the same trials"
+    )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="per trial")
 
     @field_validator("search_space")

@@ -12,7 +12,7 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
-from ray.tune.search import Searcher
+from ray.tune.search import BasicVariantGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from raydc.specs.jobs import TuneSpec
@@ -72,22 +72,31 @@ def scheduler(spec: TuneSpec) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def search_algorithm(spec: TuneSpec) -> Searcher | None:
-    """None for random and grid: Tune then makes its BasicVariantGenerator itself, which
-    is the only way TuneConfig.max_concurrent_trials applies to it."""
+def search_algorithm(spec: TuneSpec) -> Searcher | BasicVariantGenerator | None:
+    """None for random and grid without a seed: Tune then makes its BasicVariantGenerator
+    itself, limited to max_concurrent_trials. With a seed, the same generator made here,
+    seeded and limited (Tune ignores the limit for a generator passed in)."""
     if spec.search is SearchKind.OPTUNA:
-        return OptunaSearch()  # TuneConfig wraps it in a ConcurrencyLimiter
+        return OptunaSearch(seed=spec.seed)  # TuneConfig wraps it in a ConcurrencyLimiter
+    if spec.seed is not None:
+        return BasicVariantGenerator(
+            max_concurrent=spec.max_concurrent_trials, random_state=spec.seed
+        )
     return None
 
 
 def tune_config(spec: TuneSpec) -> tune.TuneConfig:
+    search = search_algorithm(spec)
     return tune.TuneConfig(
         metric=spec.metric,
         mode=spec.mode,
-        search_alg=search_algorithm(spec),
+        search_alg=search,
         scheduler=scheduler(spec),
         num_samples=spec.num_samples,
-        max_concurrent_trials=spec.max_concurrent_trials,
+        # A generator made here carries the limit itself.
+        max_concurrent_trials=(
+            None if isinstance(search, BasicVariantGenerator) else spec.max_concurrent_trials
+        ),
         time_budget_s=spec.time_budget_s,
         # A stopped trial's process must go, and its Train run with it, before the next
         # trial takes its place: the scheduler holds room for no more.
