@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raydc.client import TERMINAL, ApiError, Client
+from raydc.cluster_cli import cluster_app
 from raydc.deploy_cli import deploy, deployments_app, predict
 from raydc.sim_cli import sim
 
@@ -29,6 +30,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(tokens_app, name="tokens")
 app.command("sim")(sim)
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(cluster_app, name="cluster")
 app.command("deploy")(deploy)
 app.command("predict")(predict)
 
@@ -273,31 +275,6 @@ def queue() -> None:
             entry["reason"] or "next pass",
         )
     console.print(table)
-
-
-@app.command()
-def cluster() -> None:
-    """Nodes, capacity and usage."""
-    with _client() as client:
-        try:
-            info = client.cluster()
-        except ApiError as error:
-            _fail(error)
-    table = Table("NODE", "IP", "HEAD", "ALIVE", "CPU", "GPU", "MEMORY GB")
-    for node in info["nodes"]:
-        table.add_row(
-            node["node_id"][:12],
-            node["ip"],
-            str(node["is_head"]),
-            str(node["alive"]),
-            f"{node['cpu']:g}",
-            f"{node['gpu']:g}",
-            f"{node['memory_gb']:.1f}",
-        )
-    console.print(table)
-    console.print(
-        f"capacity {info['capacity']}  in use {info['in_use']}  pending {info['pending_demand']}"
-    )
 
 
 @models_app.command("list")

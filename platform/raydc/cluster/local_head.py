@@ -10,6 +10,7 @@ start adopts that head, so running jobs survive a control-plane restart.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -22,12 +23,26 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from raydc.cluster.state import list_nodes
 
 log = logging.getLogger(__name__)
+# The head's node id in a fake multi-node cluster: Ray's FAKE_HEAD_NODE_ID (not imported
+# from ray.autoscaler._private, which would load ray into every control plane).
+FAKE_HEAD_NODE_ID = "fffffffffffffffffffffffffffffffffffffffffffffffffff00000"
+FAKE_PROVIDER_CLASS = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
+
+
+def is_fake_cluster(config: dict[str, Any]) -> bool:
+    """A `ray up` config of Ray's fake_multinode provider (nodes are raylets on this host)."""
+    provider = config.get("provider") or {}
+    return provider.get("type") == "fake_multinode" or (
+        provider.get("type") == "external" and provider.get("module") == FAKE_PROVIDER_CLASS
+    )
 
 
 @dataclass(frozen=True)
@@ -81,9 +96,20 @@ def _process_alive(pid: int) -> bool:
 
 
 class LocalRayHead:
-    def __init__(self, state_dir: Path, num_cpus: int | None = None) -> None:
+    """``fake_cluster``: a `ray up` config of the ``fake_multinode`` provider. The head then
+    runs Ray's autoscaler with it (``RAY_FAKE_CLUSTER=1``), which starts and stops worker
+    nodes as raylets on this machine, in the head's process group."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        num_cpus: int | None = None,
+        fake_cluster: dict[str, Any] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.num_cpus = num_cpus
+        self.fake_cluster = fake_cluster
+        self.autoscaling_config_path = state_dir / "autoscaling.yaml"
         self.token_path = state_dir / "auth_token"
         self.info_path = state_dir / "head.json"
         self.log_path = state_dir / "head.log"
@@ -128,6 +154,9 @@ class LocalRayHead:
             command.append(f"--num-cpus={self.num_cpus}")
         env = dict(os.environ)
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path))
+        if self.fake_cluster is not None:
+            command.append(f"--autoscaling-config={self._write_autoscaling_config(gcs_port)}")
+            env.update(self._fake_cluster_env())
         env.pop("RAY_AUTH_TOKEN", None)
         # Job drivers must find the same Python (and raydc) as the control plane.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -152,6 +181,39 @@ class LocalRayHead:
         self.info = info
         log.info("started a local Ray head, dashboard %s", info.dashboard_url)
         return info
+
+    def _write_autoscaling_config(self, gcs_port: int) -> Path:
+        """The fake cluster's config with this head's GCS address (the provider starts
+        worker raylets against it; its default is the fixed port 6379) and the head's
+        node id, which autoscaler v2 matches to the provider's head."""
+        from ray.util import get_node_ip_address  # ray is heavy: only for a fake cluster
+
+        assert self.fake_cluster is not None
+        config = copy.deepcopy(self.fake_cluster)
+        if config["provider"].get("type") == "fake_multinode":
+            # Its defaults file is missing from the Ray 2.60 wheel; as an external
+            # provider the same class needs none.
+            config["provider"].update(type="external", module=FAKE_PROVIDER_CLASS)
+        config["provider"].update(
+            gcs_address=f"{get_node_ip_address()}:{gcs_port}",
+            head_node_id=FAKE_HEAD_NODE_ID,
+            launch_multiple=True,
+        )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.autoscaling_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.autoscaling_config_path
+
+    @staticmethod
+    def _fake_cluster_env() -> dict[str, str]:
+        """As Ray's own AutoscalingCluster runs it: autoscaler v2, which tells nodes apart
+        by instance id (v1 tells them apart by IP, and every fake node has this one's)."""
+        return {
+            "RAY_FAKE_CLUSTER": "1",
+            "RAY_enable_autoscaler_v2": "1",
+            "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
+            "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID,
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        }
 
     def stop(self, grace_s: float = 10.0) -> None:
         info = self.info or self.recorded()

@@ -20,6 +20,7 @@ from raydc.server.services.jobs import SubmitContext
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
 from raydc.server.submissions import SubmissionBatcher
 from raydc.settings import Settings
+from raydc.specs.capacity import largest
 from raydc.store import migrate
 from raydc.store.db import make_engine, make_session_factory, transaction
 
@@ -45,7 +46,11 @@ class ControlPlane:
         self.submissions = SubmissionBatcher(self.sessions, self.run_db, self.submit_context)
 
     def submit_context(self) -> SubmitContext:
-        return SubmitContext(apps_dir=self.settings.apps_dir, capacity=self.link.capacity)
+        capacity = self.link.capacity
+        if capacity is not None and self.reconciler.node_types:
+            # A cluster that autoscales is refused only what its largest size cannot hold.
+            capacity = largest(capacity, self.reconciler.node_types)
+        return SubmitContext(apps_dir=self.settings.apps_dir, capacity=capacity)
 
     @classmethod
     def create(cls, settings: Settings) -> ControlPlane:

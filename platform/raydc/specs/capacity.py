@@ -65,3 +65,20 @@ def capacity_of(nodes: Iterable[NodeResources]) -> ClusterCapacity:
         total=total, nodes=resources, node_custom=tuple(dict(n.custom) for n in alive),
         node_ids=tuple(n.node_id for n in alive),
     )  # fmt: skip
+
+
+def largest(capacity: ClusterCapacity, node_types: Iterable[NodeType]) -> ClusterCapacity:
+    """The cluster as large as its autoscaler may make it: today's nodes plus every node
+    type of its `ray up` config at its maximum count. Generous on purpose (nodes already
+    launched count again): it only decides which jobs to refuse at submission."""
+    nodes = list(capacity.nodes)
+    extras = list(capacity.node_custom or ({} for _ in capacity.nodes))
+    total = capacity.total
+    for node_type in node_types:
+        node = Demand(node_type.cpu, node_type.gpu, node_type.memory_gb)
+        for _ in range(min(node_type.max_count, 1)):  # one of a kind decides what fits
+            nodes.append(node)
+            extras.append(dict(node_type.custom))
+        for _ in range(node_type.max_count):
+            total = total + node
+    return ClusterCapacity(total=total, nodes=tuple(nodes), node_custom=tuple(extras))
