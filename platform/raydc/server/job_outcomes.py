@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import RayJobState, submission_id
-from raydc.server.services.job_status import switch_job_status
+from raydc.server.services.job_status import count_events, record_run_event, switch_job_status
 from raydc.server.services.launch import logs_path, progress_path, result_path
 from raydc.server.services.models import register_version
 from raydc.settings import Settings
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus, TerminationReason
 from raydc.store.db import transaction
 from raydc.store.models import JobRow, utcnow
-from raydc.workloads.protocol import read_result
+from raydc.workloads.protocol import RUN_EVENT_REASONS, read_result
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,11 @@ class JobOutcomes:
             self.note_checkpoint(job)
             if job.spec.get("kind") == "tune":
                 self.note_progress(job)
+            else:
+                self.note_run_events(job)
         elif state.status in ("SUCCEEDED", "FAILED"):
+            if job.spec.get("kind") != "tune":
+                self.note_run_events(job)
             self._save_logs(cluster, job)
             self.finish_from_result(job, ray_status=state.status, ray_message=state.message)
         elif state.status == "STOPPED":
@@ -154,6 +158,20 @@ class JobOutcomes:
                 row.result = result
             if checkpointed is not None and row.last_checkpoint_at != checkpointed:
                 row.last_checkpoint_at = checkpointed
+
+    def note_run_events(self, job: ActiveJob) -> None:
+        """Copy what Ray Train did on its own (the driver's progress file) into the job's
+        events, each once: a worker failed and the group restarted, the group resized."""
+        events = (read_result(progress_path(self.settings, job.id)) or {}).get("events")
+        if not events:
+            return
+        with transaction(self.sessions) as session:
+            row = guarded(session, job)
+            if row is None:
+                return
+            for event in events[count_events(session, job.id, RUN_EVENT_REASONS) :]:
+                record_run_event(session, row, reason=str(event.get("reason")),
+                                 message=str(event.get("message") or ""))  # fmt: skip
 
     def stopped(self, job: ActiveJob) -> None:
         """The scheduler's stop took effect: requeue a preempted job, restart a resized one.

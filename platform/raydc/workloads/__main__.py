@@ -46,7 +46,10 @@ def main() -> int:
             outcome = run_tune(spec, job_id, runs_dir, progress)
         else:
             workers = int(os.environ[ENV_WORKERS]) if os.environ.get(ENV_WORKERS) else None
-            outcome = run_train(spec, job_id, runs_dir, workers)
+            progress_file = os.environ.get(ENV_PROGRESS_PATH)
+            outcome = run_train(
+                spec, job_id, runs_dir, workers, Path(progress_file) if progress_file else None
+            )
     except (EntrypointError, TuneFailed) as error:
         print(f"raydc: {error}", file=sys.stderr, flush=True)
         write_result(result_path, {"status": "failed", "error": str(error)})

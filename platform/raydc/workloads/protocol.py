@@ -28,6 +28,11 @@ ENV_PROGRESS_PATH = "RAYDC_PROGRESS_PATH"
 ENV_INITIAL_CHECKPOINT = "RAYDC_INITIAL_CHECKPOINT"
 
 ENTRYPOINT = "python -m raydc.workloads"
+# Events a train job's driver appends to its progress file ({"events": [...]}): what Ray
+# Train did on its own while Ray still reports the job RUNNING.
+RUN_EVENT_WORKER_FAILED = "worker_failed"
+RUN_EVENT_RESIZED = "resized_by_ray"
+RUN_EVENT_REASONS = (RUN_EVENT_WORKER_FAILED, RUN_EVENT_RESIZED)
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:

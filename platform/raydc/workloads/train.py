@@ -11,6 +11,7 @@ from ray.train.torch import TorchTrainer
 
 from raydc.specs.jobs import Resources, TrainSpec
 from raydc.workloads.entrypoints import resolve_entrypoint
+from raydc.workloads.run_events import RunEvents
 
 log = logging.getLogger(__name__)
 _BYTES_PER_GB = 1024**3
@@ -26,8 +27,12 @@ def scaling_config(resources: Resources, workers: int | None = None) -> ScalingC
     size: int | tuple[int, int]
     if workers is not None:
         # raydc's scheduler owns the size: Ray must not grow the group onto capacity
-        # the scheduler gave to another job.
-        size = max(resources.min_workers, min(resources.max_workers, workers))
+        # the scheduler gave to another job. An elastic job may still shrink to its
+        # minimum when a node is lost (Train restarts the group at the size that fits),
+        # and grow back up to the scheduler's size when capacity returns.
+        admitted = max(resources.min_workers, min(resources.max_workers, workers))
+        elastic = resources.is_elastic and resources.min_workers < admitted
+        size = (resources.min_workers, admitted) if elastic else admitted
     elif resources.is_elastic:
         size = (resources.min_workers, resources.max_workers)
     else:
@@ -42,7 +47,11 @@ def scaling_config(resources: Resources, workers: int | None = None) -> ScalingC
 
 
 def build_trainer(
-    spec: TrainSpec, job_id: str, runs_dir: Path, workers: int | None = None
+    spec: TrainSpec,
+    job_id: str,
+    runs_dir: Path,
+    workers: int | None = None,
+    progress: Path | None = None,
 ) -> TorchTrainer:
     train_loop = resolve_entrypoint(spec.entrypoint)
     return TorchTrainer(
@@ -56,14 +65,20 @@ def build_trainer(
             storage_path=str(runs_dir),
             failure_config=FailureConfig(max_failures=spec.max_retries),
             checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
+            # Train V2's UserCallback; mypy sees V1's RunConfig.
+            callbacks=[RunEvents(progress)] if progress is not None else None,  # type: ignore[list-item]
         ),
     )
 
 
 def run_train(
-    spec: TrainSpec, job_id: str, runs_dir: Path, workers: int | None = None
+    spec: TrainSpec,
+    job_id: str,
+    runs_dir: Path,
+    workers: int | None = None,
+    progress: Path | None = None,
 ) -> dict[str, Any]:
-    trainer = build_trainer(spec, job_id, runs_dir, workers)
+    trainer = build_trainer(spec, job_id, runs_dir, workers, progress)
     result = trainer.fit()
     checkpoint = result.checkpoint
     return {

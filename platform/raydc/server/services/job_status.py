@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from raydc.specs.status import JobStatus, TerminationReason, check_transition
@@ -43,3 +44,22 @@ def switch_job_status(
             reason=str(reason) if reason is not None else None, message=message,
         )
     )  # fmt: skip
+
+
+def record_run_event(session: Session, job: JobRow, *, reason: str, message: str) -> None:
+    """Something that happened to a running job without changing its status (a worker
+    failed and Ray Train restarted the group, the group changed size)."""
+    job.updated_at = utcnow()
+    session.add(
+        JobEventRow(job_id=job.id, from_status=job.status, to_status=job.status,
+                    reason=reason, message=message[:1000])
+    )  # fmt: skip
+
+
+def count_events(session: Session, job_id: str, reasons: tuple[str, ...]) -> int:
+    query = (
+        select(func.count())
+        .select_from(JobEventRow)
+        .where(JobEventRow.job_id == job_id, JobEventRow.reason.in_(reasons))
+    )
+    return int(session.scalar(query) or 0)
