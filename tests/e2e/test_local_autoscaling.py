@@ -13,10 +13,8 @@ pointed at it, driven over REST like any user would.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +28,9 @@ import pytest
 import yaml
 
 from raydc.client import Client
+from raydc.cluster import launcher
 from raydc.cluster.local_head import LocalRayHead
+from raydc.settings import Settings
 from tests.conftest import FIXTURES, REPO, free_port
 from tests.e2e.server_process import processes_under
 
@@ -50,6 +50,7 @@ class LocalCluster:
     dashboard_url: str
     gcs_address: str
     ray_token: str
+    local: launcher.LocalCluster
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.admin.cluster()["nodes"])
@@ -93,8 +94,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         member = Client(url, admin.create_token("team-scale", "member", "e2e")["token"])
         info = head.recorded()
         assert info is not None
+        local = launcher.LocalCluster(launcher.load_config(CONFIG), Settings(home=home, port=PORT))
         yield LocalCluster(
-            home, url, admin, member, info.dashboard_url, info.gcs_address, head.token
+            home, url, admin, member, info.dashboard_url, info.gcs_address, head.token, local
         )
     finally:
         stopped = cli(home, "cluster", "down", str(CONFIG))
@@ -193,26 +195,6 @@ def test_a_strict_spread_gang_runs_on_two_nodes(cluster: LocalCluster) -> None:
     assert len(set(pairs[0])) == 2, f"both workers on one node: {pairs[0]}"
 
 
-def kill_node(node_id: str) -> int:
-    """Kill one fake node as a machine dies: its raylet and every process it started.
-    They carry the node's id in RAY_OVERRIDE_NODE_ID_FOR_TESTING, as the provider
-    started them. Returns how many processes were killed."""
-    marker = f"RAY_OVERRIDE_NODE_ID_FOR_TESTING={node_id}".encode()
-    killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in environ:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-    return killed
-
-
 def test_losing_a_node_shrinks_an_elastic_job_which_resumes_from_its_checkpoint(
     cluster: LocalCluster,
 ) -> None:
@@ -248,7 +230,7 @@ def test_losing_a_node_shrinks_an_elastic_job_which_resumes_from_its_checkpoint(
     before = registered_epoch()
     doomed = next(a["node_id"] for a in workers if not a["node_id"].endswith("00000"))
     lost_at = time.monotonic()
-    assert kill_node(doomed) > 0
+    assert cluster.local.kill_node(doomed) > 0
     wait_until("training to go on after the loss",
                lambda: registered_epoch() > before + 1, timeout_s=300)  # fmt: skip
     print(f"node loss: a new checkpoint {time.monotonic() - lost_at:.1f}s after the kill")

@@ -30,7 +30,12 @@ from typing import Any
 import httpx
 import yaml
 
-from raydc.cluster.local_head import LocalRayHead, _process_alive, is_fake_cluster
+from raydc.cluster.local_head import (
+    FAKE_HEAD_NODE_ID,
+    LocalRayHead,
+    _process_alive,
+    is_fake_cluster,
+)
 from raydc.cluster.state import list_nodes
 from raydc.settings import Settings
 
@@ -134,6 +139,27 @@ class LocalCluster:
             _stop_group(plane.pid, grace_s)
         self.server_record.unlink(missing_ok=True)
         self.head.stop()
+
+    def kill_node(self, node_id: str) -> int:
+        """Kill one worker node as a machine dies (chaos testing): its raylet and every
+        process it started, which carry the node's id in RAY_OVERRIDE_NODE_ID_FOR_TESTING
+        as the fake provider started them. Returns how many processes were killed."""
+        if node_id == FAKE_HEAD_NODE_ID:
+            raise ValueError("that is the head node: use `down` to stop the cluster")
+        marker = f"RAY_OVERRIDE_NODE_ID_FOR_TESTING={node_id}".encode()
+        killed = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker in environ:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+        return killed
 
     def status(self) -> dict[str, Any]:
         info = self.head.recorded() if self.head.running() else None
