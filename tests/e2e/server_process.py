@@ -16,14 +16,14 @@ RAYDC = str(Path(sys.executable).parent / "raydc")
 
 
 class Server:
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    def __init__(self, home: Path, port: int | None = None, **env_overrides: str) -> None:
         self.home = home
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home.parent / f"server-{time.monotonic_ns()}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAYDC_")}
         env.update(RAYDC_HOME=str(home), RAYDC_PORT=str(self.port), RAYDC_LOCAL_RAY_NUM_CPUS="2",
-                   RAYDC_RECONCILE_INTERVAL_S="0.5")  # fmt: skip
+                   RAYDC_RECONCILE_INTERVAL_S="0.5", **env_overrides)  # fmt: skip
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([RAYDC, "server"], stdout=log, stderr=log, env=env)
 
