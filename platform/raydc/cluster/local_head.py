@@ -158,6 +158,11 @@ class LocalRayHead:
             command.append(f"--autoscaling-config={self._write_autoscaling_config(gcs_port)}")
             env.update(self._fake_cluster_env())
         env.pop("RAY_AUTH_TOKEN", None)
+        # Every process of this head (Train's and Tune's helper actors use Ray's state
+        # API) addresses this cluster, not "the" Ray on the machine: with another Ray
+        # instance beside it, auto-detection fails and Train's PlacementGroupCleaner
+        # could never free a stopped trial's worker group.
+        env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
         # Job drivers must find the same Python (and raydc) as the control plane.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         self.state_dir.mkdir(parents=True, exist_ok=True)
