@@ -146,7 +146,15 @@ class LocalCluster:
         as the fake provider started them. Returns how many processes were killed."""
         if node_id == FAKE_HEAD_NODE_ID:
             raise ValueError("that is the head node: use `down` to stop the cluster")
-        marker = f"RAY_OVERRIDE_NODE_ID_FOR_TESTING={node_id}".encode()
+        info = self.head.recorded()
+        if info is None:
+            raise ValueError(f"cluster {self.config['cluster_name']} is not up")
+        # Every fake cluster numbers its nodes alike: the head's RAY_ADDRESS, which all
+        # processes of this cluster inherit, tells its nodes from another cluster's.
+        markers = {
+            f"RAY_OVERRIDE_NODE_ID_FOR_TESTING={node_id}".encode(),
+            f"RAY_ADDRESS={info.gcs_address}".encode(),
+        }
         killed = 0
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -155,7 +163,7 @@ class LocalCluster:
                 environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if marker in environ:
+            if markers <= set(environ):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
                     killed += 1
