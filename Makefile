@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.raydc-installed
 
-.PHONY: setup run test lint typecheck unit integration e2e bench bench-serve clean
+.PHONY: setup run test lint typecheck unit integration e2e bench bench-serve bench-tune bench-cluster clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,14 @@ bench: setup
 bench-serve: setup
 	$(BIN)/python benchmarks/serve_batching.py
 	$(BIN)/python benchmarks/serve_scaleup.py
+
+# ASHA against the same search without early stopping (issue #4), ~40 min.
+bench-tune: setup
+	$(BIN)/python benchmarks/tune_asha.py
+
+# Scale-up and node-loss recovery on the local autoscaling cluster (issue #6).
+bench-cluster: setup
+	$(BIN)/python benchmarks/cluster_elastic.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
