@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.raydc-installed
 
-.PHONY: setup run test lint typecheck unit integration e2e bench bench-serve bench-tune bench-cluster clean
+.PHONY: setup run test test-sqlite test-postgres lint typecheck unit integration e2e bench bench-serve bench-tune bench-cluster clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
 	@touch $(STAMP)
 
 run: setup
@@ -36,8 +36,17 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest -q tests/e2e
 
-test: lint typecheck
+# Every check: lint, types, the whole suite on SQLite, then unit + integration on Postgres.
+test: lint typecheck test-sqlite test-postgres
+
+test-sqlite: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# A throwaway PostgreSQL on loopback (Debian's package, installed if missing), each test
+# on a fresh database; see tests/postgres.py.
+test-postgres: setup
+	$(BIN)/python -m tests.postgres --install -- \
+		$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration
 
 bench: setup
 	$(BIN)/python benchmarks/submit_throughput.py

@@ -120,11 +120,13 @@ class Api:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, ray_head: RayCluster, serve_port: int) -> Settings:
+def settings(
+    tmp_path: Path, ray_head: RayCluster, serve_port: int, database_url_for: Callable[..., str]
+) -> Settings:
     return Settings(
         serve_port=serve_port,
         home=tmp_path / "home",
-        database_url=f"sqlite:///{tmp_path / 'raydc.db'}",
+        database_url=database_url_for(f"sqlite:///{tmp_path / 'raydc.db'}"),
         ray_address=ray_head.dashboard_url,
         ray_auth_token=ray_head.auth_token,
         admin_token=ADMIN_TOKEN,

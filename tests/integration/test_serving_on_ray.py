@@ -25,6 +25,7 @@ from raydc.cluster.serve import AppStatus, ModelDeploymentOptions, RayServe, app
 from raydc.server.app import create_app
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR
 from raydc.settings import Settings
+from tests.databases import databases
 from tests.integration.conftest import ADMIN_TOKEN, ServerThread
 
 ECHO_APP = Path(__file__).parent / "serve_fixture_app" / "echo_app"
@@ -56,9 +57,11 @@ def control_plane(
     ray_head: RayCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Tokens]]:
     tmp = tmp_path_factory.mktemp("serve-cp")
+    postgres = databases()
+    database = postgres.create() if postgres else f"sqlite:///{tmp / 'raydc.db'}"
     settings = Settings(
         home=tmp / "home",
-        database_url=f"sqlite:///{tmp / 'raydc.db'}",
+        database_url=database,
         ray_address=ray_head.dashboard_url,
         ray_auth_token=ray_head.auth_token,
         admin_token=ADMIN_TOKEN,
@@ -78,6 +81,8 @@ def control_plane(
         yield server.url, Tokens(team_a=tokens[0], team_b=tokens[1])
     finally:
         server.stop()
+        if postgres is not None:
+            postgres.drop(database)
 
 
 @dataclass

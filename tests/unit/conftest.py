@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,10 @@ from tests.unit.factories import ADMIN_TOKEN
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database_url_for: Callable[..., str]) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        database_url="sqlite://",
+        database_url=database_url_for("sqlite://"),
         admin_token=ADMIN_TOKEN,
         max_code_bytes=64 * 1024,
         max_code_unpacked_bytes=256 * 1024,

@@ -1,6 +1,7 @@
 """The admin token is generated once into a 0600 file, and never logged."""
 
 import logging
+from collections.abc import Callable
 import stat
 from pathlib import Path
 
@@ -15,8 +16,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_generated_admin_token_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'db'}")
+def test_generated_admin_token_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, database_url_for: Callable[..., str]
+) -> None:
+    database = database_url_for(f"sqlite:///{tmp_path / 'db'}")
+    settings = Settings(home=tmp_path / "home", database_url=database)
     caplog.set_level(logging.INFO)
     with TestClient(create_app(settings, run_reconciler=False)) as api:
         path = settings.admin_token_path
@@ -35,8 +39,10 @@ def test_generated_admin_token_file(tmp_path: Path, caplog: pytest.LogCaptureFix
         )
 
 
-def test_a_rotated_admin_token_revokes_the_old_one(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'db'}"
+def test_a_rotated_admin_token_revokes_the_old_one(
+    tmp_path: Path, database_url_for: Callable[..., str]
+) -> None:
+    database = database_url_for(f"sqlite:///{tmp_path / 'db'}")
     old = Settings(home=tmp_path / "h", database_url=database, admin_token="rdc_old-admin")
     with TestClient(create_app(old, run_reconciler=False)) as api:
         assert api.get("/v1/tenants", headers=bearer("rdc_old-admin")).status_code == 200

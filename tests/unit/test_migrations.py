@@ -1,5 +1,6 @@
 """Alembic: upgrade and downgrade run, and the migrated schema matches the models."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -11,8 +12,8 @@ from raydc.store.db import make_engine
 from raydc.store.models import Base
 
 
-def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_upgrade_downgrade_upgrade(tmp_path: Path, database_url_for: Callable[..., str]) -> None:
+    engine = make_engine(database_url_for(f"sqlite:///{tmp_path / 'm.db'}", migrated=False))
     migrate.upgrade(engine)
     assert {"jobs", "job_events", "tenants", "api_tokens", "models"} <= set(
         inspect(engine).get_table_names()
@@ -23,8 +24,8 @@ def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_migrations_match_the_models(tmp_path: Path, database_url_for: Callable[..., str]) -> None:
+    engine = make_engine(database_url_for(f"sqlite:///{tmp_path / 'm.db'}", migrated=False))
     migrate.upgrade(engine)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_server_default": True})
@@ -33,8 +34,10 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     assert diff == []
 
 
-def test_rows_from_before_the_scheduler_get_its_defaults(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_rows_from_before_the_scheduler_get_its_defaults(
+    tmp_path: Path, database_url_for: Callable[..., str]
+) -> None:
+    engine = make_engine(database_url_for(f"sqlite:///{tmp_path / 'm.db'}", migrated=False))
     migrate.upgrade(engine, "0001")
     with engine.begin() as connection:
         connection.execute(
@@ -46,7 +49,7 @@ def test_rows_from_before_the_scheduler_get_its_defaults(tmp_path: Path) -> None
                 "INSERT INTO jobs (id, tenant, name, kind, status, priority, priority_rank,"
                 " spec, demand_cpu, demand_gpu, demand_memory_gb, attempt, cancel_requested,"
                 " created_at, updated_at) VALUES ('j1', 'a', 'n', 'train', 'RUNNING', 'normal',"
-                " 1, '{}', 1, 1, 0, 1, 0, :t, :t)"
+                " 1, '{}', 1, 1, 0, 1, false, :t, :t)"
             ),
             {"t": "2026-01-01 00:00:00"},
         )

@@ -1,6 +1,7 @@
 """What the reconciler makes of a tune job's progress and result files, and model lineage
 for train and tune jobs (no Ray: the files are written here as the workload would)."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,10 @@ def test_a_train_jobs_version_records_its_config(
                                   "config": {"epochs": 2, "lr": 0.01}}  # fmt: skip
 
 
-def test_versions_from_before_lineage_have_none(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_versions_from_before_lineage_have_none(
+    tmp_path: Path, database_url_for: Callable[..., str]
+) -> None:
+    engine = make_engine(database_url_for(f"sqlite:///{tmp_path / 'm.db'}", migrated=False))
     migrate.upgrade(engine, "0002")
     with engine.begin() as connection:
         connection.execute(text(
@@ -140,7 +143,7 @@ def test_versions_from_before_lineage_have_none(tmp_path: Path) -> None:
             "INSERT INTO jobs (id, tenant, name, kind, status, priority, priority_rank, spec,"
             " demand_cpu, demand_gpu, demand_memory_gb, attempt, cancel_requested, created_at,"
             " updated_at) VALUES ('j1', 'a', 'n', 'train', 'SUCCEEDED', 'normal', 1, '{}',"
-            " 1, 0, 0, 1, 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            " 1, 0, 0, 1, false, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
         ))  # fmt: skip
         connection.execute(text(
             "INSERT INTO models (id, tenant, name, created_at) VALUES (1, 'a', 'n', '2026-01-01')"
