@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         default=None, description="unset = generate one on first start into home/admin_token"
     )
     reconcile_interval_s: float = 1.0
+    # Replicas sharing one database: only the lease holder reconciles (server/lease.py).
+    leader_lease_s: float = Field(
+        default=15.0, gt=0, description="a dead reconciler's lease is taken after this long"
+    )
+    replica_id: str | None = Field(
+        default=None, description="this replica's name in leases; default <hostname>:<home>"
+    )
     admission_paused: bool = False
     # Scheduler (see README "Scheduling"): aging, time sharing, backfill, preemption.
     sched_aging_s: float = Field(default=3600.0, ge=0, description="0 = no aging")

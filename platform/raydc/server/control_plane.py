@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.deployer import DeploymentReconciler
+from raydc.server.lease import Lease, replica_id
 from raydc.server.reconciler import JobReconciler
 from raydc.server.services.jobs import SubmitContext
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
@@ -61,14 +62,19 @@ class ControlPlane:
         with transaction(sessions) as session:
             bootstrap_admin_token(session, settings.admin_token, settings.admin_token_path)
         link = ClusterLink(settings)
+        reconciler = JobReconciler(settings, sessions, link)
+        deployer = DeploymentReconciler(settings, sessions, link)
+        holder = settings.replica_id or replica_id(settings.home)
+        reconciler.lease = Lease(sessions, "jobs", holder, settings.leader_lease_s)
+        deployer.lease = Lease(sessions, "deployments", holder, settings.leader_lease_s)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             authenticator=TokenAuthenticator(sessions),
             link=link,
-            reconciler=JobReconciler(settings, sessions, link),
-            deployer=DeploymentReconciler(settings, sessions, link),
+            reconciler=reconciler,
+            deployer=deployer,
             db_executor=ThreadPoolExecutor(
                 max_workers=1 if engine.dialect.name == "sqlite" else 8,
                 thread_name_prefix="raydc-db",

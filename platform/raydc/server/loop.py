@@ -6,6 +6,8 @@ import logging
 import threading
 import time
 
+from raydc.server.lease import Lease
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,7 @@ class ReconcileLoop:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lease: Lease | None = None
 
     def interval_s(self) -> float:
         raise NotImplementedError
@@ -39,6 +42,11 @@ class ReconcileLoop:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
+        if self.lease is not None and self.lease.held:
+            try:
+                self.lease.release()
+            except Exception:
+                log.exception("could not release the %s lease", self.lease.name)
 
     def wake(self) -> None:
         """Run a pass now instead of at the next tick."""
@@ -48,7 +56,8 @@ class ReconcileLoop:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                self.run_once()
+                if self.lease is None or self.lease.acquire():
+                    self.run_once()
             except Exception:
                 log.exception("%s pass failed", self.thread_name)
             self._wake.wait(max(0.0, self.interval_s() - (time.monotonic() - started)))

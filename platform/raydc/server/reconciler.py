@@ -90,6 +90,9 @@ class JobReconciler(ReconcileLoop):
     def schedule(self) -> list[str]:
         """One scheduling pass in one transaction; returns the jobs it admitted."""
         with transaction(self.sessions) as session:
+            # First statement: locks the lease row until commit (see server/lease.py).
+            if self.lease is not None and not self.lease.hold(session):
+                return []
             view, admitted = schedule(
                 session, self.settings, self.link.capacity, utcnow(), self.node_types
             )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -21,9 +21,16 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+# Replicas starting together against one Postgres migrate one at a time (DDL is
+# transactional there, so the second then finds the schema at head).
+_MIGRATION_LOCK = 0x72617964  # "rayd"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -206,3 +206,14 @@ class DeploymentRow(Base):
     applied_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LeaseRow(Base):
+    """Which control plane runs a reconciler: a lease its holder renews every pass and
+    another replica may take once it has expired (see server/lease.py)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
