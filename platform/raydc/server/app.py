@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from raydc import __version__
 from raydc.server.control_plane import ControlPlane
 from raydc.server.errors import DomainError
+from raydc.server.http_metrics import RequestMetricsMiddleware, RequestObserver
 from raydc.server.metrics import render_metrics
 from raydc.server.routes import admin, auth, cluster, code, deployments, jobs, models
 from raydc.settings import Settings
@@ -42,6 +43,12 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
             await run_in_threadpool(cp.shutdown)
 
     app = FastAPI(title="raydc", version=__version__, lifespan=lifespan)
+
+    def request_observer() -> RequestObserver | None:
+        cp: ControlPlane | None = getattr(app.state, "control_plane", None)
+        return cp.metrics if cp is not None else None
+
+    app.add_middleware(RequestMetricsMiddleware, observer=request_observer)
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, error: DomainError) -> JSONResponse:

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.deployer import DeploymentReconciler
 from raydc.server.lease import Lease, replica_id
+from raydc.server.process_metrics import Metrics
 from raydc.server.reconciler import JobReconciler
 from raydc.server.services.jobs import SubmitContext
+from raydc.server.services.scheduling import OBSERVER_KEY
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
 from raydc.server.submissions import SubmissionBatcher
 from raydc.settings import Settings
@@ -38,6 +40,7 @@ class ControlPlane:
     link: ClusterLink
     reconciler: JobReconciler
     deployer: DeploymentReconciler
+    metrics: Metrics
     # Where job submissions are written (in batches, see submissions.py): one thread on
     # SQLite, which has a single writer anyway; other routes use the request thread pool.
     db_executor: ThreadPoolExecutor
@@ -59,6 +62,10 @@ class ControlPlane:
         engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(engine)
         sessions = make_session_factory(engine)
+        metrics = Metrics()
+        # Every session carries the metrics, so a scheduling pass reports to this control
+        # plane's histograms whoever runs it (services.scheduling.OBSERVER_KEY).
+        sessions.configure(info={OBSERVER_KEY: metrics})
         with transaction(sessions) as session:
             bootstrap_admin_token(session, settings.admin_token, settings.admin_token_path)
         link = ClusterLink(settings)
@@ -75,6 +82,7 @@ class ControlPlane:
             link=link,
             reconciler=reconciler,
             deployer=deployer,
+            metrics=metrics,
             db_executor=ThreadPoolExecutor(
                 max_workers=1 if engine.dialect.name == "sqlite" else 8,
                 thread_name_prefix="raydc-db",

@@ -4,15 +4,20 @@ One transaction reads what the policy needs (pending and active jobs, tenants), 
 ``scheduler.policy.decide`` and writes its decisions: admitted jobs go STARTING with the
 size and nodes the policy chose; jobs to preempt or resize are marked with a stop
 request, which the reconciler carries out against Ray outside the transaction.
+
+A pass reports how long it took and how long each admitted job waited to the
+``SchedulingObserver`` its session carries (the control plane's metrics; see
+``OBSERVER_KEY``), whoever calls it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from raydc.scheduler.model import (
@@ -37,6 +42,15 @@ from raydc.store.models import DeploymentRow, JobEventRow, JobRow, TenantRow
 _QUEUED = [JobStatus.PENDING.value, *(s.value for s in ACTIVE_STATUSES)]
 STOP_PREEMPT = "preempt"
 STOP_RESIZE = "resize"
+# The Session.info key of the pass's SchedulingObserver: the control plane puts it in the
+# info of every session its session factory makes.
+OBSERVER_KEY = "raydc.scheduling_observer"
+
+
+class SchedulingObserver(Protocol):
+    def pass_finished(self, seconds: float) -> None: ...
+
+    def job_admitted(self, priority: str, waited_s: float) -> None: ...
 
 
 @dataclass
@@ -143,6 +157,41 @@ def schedule(
     node_types: list[NodeType] | None = None,
 ) -> tuple[QueueView, list[str]]:
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
+    observer: SchedulingObserver | None = session.info.get(OBSERVER_KEY)
+    started = time.perf_counter()
+    try:
+        view, admitted = _decide_and_record(session, settings, capacity, now, node_types)
+    finally:
+        if observer is not None:
+            observer.pass_finished(time.perf_counter() - started)
+    if observer is not None and admitted:
+        _report_waits_on_commit(session, observer, admitted, now)
+    return view, [row.id for row in admitted]
+
+
+def _report_waits_on_commit(
+    session: Session, observer: SchedulingObserver, admitted: list[JobRow], now: datetime
+) -> None:
+    """Report each admitted job's wait once the admissions are committed: a pass rolled
+    back admitted nobody. The wait runs from when the job last became PENDING: queued_at
+    is set on a requeue, and is empty until the first one (then it is the submission)."""
+    waits = [(row.priority, (now - (row.queued_at or row.created_at)).total_seconds())
+             for row in admitted]  # fmt: skip
+
+    def report(_: Session) -> None:
+        for priority, waited_s in waits:
+            observer.job_admitted(priority, waited_s)
+
+    event.listen(session, "after_commit", report, once=True)
+
+
+def _decide_and_record(
+    session: Session,
+    settings: Settings,
+    capacity: ClusterCapacity | None,
+    now: datetime,
+    node_types: list[NodeType] | None,
+) -> tuple[QueueView, list[JobRow]]:
     # In submission order: the policy sorts each tenant's jobs by it, and sorted input
     # makes that sort linear.
     query = select(JobRow).where(JobRow.status.in_(_QUEUED)).order_by(JobRow.created_at, JobRow.id)
@@ -161,7 +210,7 @@ def schedule(
         tenants=tenants, config=policy_config(settings), node_types=node_types or [],
     )  # fmt: skip
     decisions = decide(snapshot)
-    admitted = []
+    admitted: list[JobRow] = []
     for admit in decisions.admit:
         row = rows[admit.job_id]
         switch_job_status(session, row, JobStatus.STARTING, reason="admitted",
@@ -169,7 +218,7 @@ def schedule(
         row.attempt += 1
         row.submitted_at = None
         row.workers, row.placement, row.run_started_at = admit.workers, admit.placement, now
-        admitted.append(admit.job_id)
+        admitted.append(row)
     for preempt in decisions.preempt:
         _request_stop(session, rows[preempt.job_id], STOP_PREEMPT, preempt.for_job, preempt.reason)
     for resize in decisions.resize:
@@ -178,7 +227,7 @@ def schedule(
         row.target_workers = resize.workers
         if resize.workers > (row.workers or 0):
             row.placement = resize.placement  # hold the room it grows into
-    still_pending = {r.id for r in queued} - set(admitted)
+    still_pending = {r.id for r in queued} - {r.id for r in admitted}
     for row in queued:  # a victim's preemptor has started (or gone): it queues normally
         if row.stop_for is not None and row.stop_for not in still_pending:
             row.stop_for = None
