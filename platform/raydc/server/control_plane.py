@@ -19,7 +19,6 @@ from raydc.server.lease import Lease, replica_id
 from raydc.server.process_metrics import Metrics
 from raydc.server.reconciler import JobReconciler
 from raydc.server.services.jobs import SubmitContext
-from raydc.server.services.scheduling import OBSERVER_KEY
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
 from raydc.server.submissions import SubmissionBatcher
 from raydc.settings import Settings
@@ -63,13 +62,11 @@ class ControlPlane:
         migrate.upgrade(engine)
         sessions = make_session_factory(engine)
         metrics = Metrics()
-        # Every session carries the metrics, so a scheduling pass reports to this control
-        # plane's histograms whoever runs it (services.scheduling.OBSERVER_KEY).
-        sessions.configure(info={OBSERVER_KEY: metrics})
         with transaction(sessions) as session:
             bootstrap_admin_token(session, settings.admin_token, settings.admin_token_path)
         link = ClusterLink(settings)
         reconciler = JobReconciler(settings, sessions, link)
+        reconciler.observer = metrics  # scheduling pass duration, admission waits
         deployer = DeploymentReconciler(settings, sessions, link)
         holder = settings.replica_id or replica_id(settings.home)
         reconciler.lease = Lease(sessions, "jobs", holder, settings.leader_lease_s)

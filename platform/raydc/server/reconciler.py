@@ -22,7 +22,7 @@ from raydc.server.cluster_link import ClusterLink
 from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
 from raydc.server.loop import ReconcileLoop
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR, build_launch
-from raydc.server.services.scheduling import QueueView, schedule
+from raydc.server.services.scheduling import QueueView, SchedulingObserver, schedule
 from raydc.settings import Settings
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.store.db import transaction
@@ -60,6 +60,7 @@ class JobReconciler(ReconcileLoop):
             else []
         )
         self.requests: ResourceRequests | None = None
+        self.observer: SchedulingObserver | None = None
 
     def interval_s(self) -> float:
         # A job between admission and RUNNING is what a user watches: look often.
@@ -94,8 +95,9 @@ class JobReconciler(ReconcileLoop):
             if self.lease is not None and not self.lease.hold(session):
                 return []
             view, admitted = schedule(
-                session, self.settings, self.link.capacity, utcnow(), self.node_types
-            )
+                session, self.settings, self.link.capacity, utcnow(), self.node_types,
+                self.observer,
+            )  # fmt: skip
         self.last_queue = view
         return admitted
 

@@ -6,8 +6,7 @@ size and nodes the policy chose; jobs to preempt or resize are marked with a sto
 request, which the reconciler carries out against Ray outside the transaction.
 
 A pass reports how long it took and how long each admitted job waited to the
-``SchedulingObserver`` its session carries (the control plane's metrics; see
-``OBSERVER_KEY``), whoever calls it.
+``SchedulingObserver`` it is given (the control plane's metrics).
 """
 
 from __future__ import annotations
@@ -42,9 +41,6 @@ from raydc.store.models import DeploymentRow, JobEventRow, JobRow, TenantRow
 _QUEUED = [JobStatus.PENDING.value, *(s.value for s in ACTIVE_STATUSES)]
 STOP_PREEMPT = "preempt"
 STOP_RESIZE = "resize"
-# The Session.info key of the pass's SchedulingObserver: the control plane puts it in the
-# info of every session its session factory makes.
-OBSERVER_KEY = "raydc.scheduling_observer"
 
 
 class SchedulingObserver(Protocol):
@@ -155,9 +151,9 @@ def schedule(
     capacity: ClusterCapacity | None,
     now: datetime,
     node_types: list[NodeType] | None = None,
+    observer: SchedulingObserver | None = None,
 ) -> tuple[QueueView, list[str]]:
     """Run one pass and record its decisions; returns the queue view and admitted ids."""
-    observer: SchedulingObserver | None = session.info.get(OBSERVER_KEY)
     started = time.perf_counter()
     try:
         view, admitted = _decide_and_record(session, settings, capacity, now, node_types)
