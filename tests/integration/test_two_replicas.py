@@ -74,7 +74,8 @@ def test_two_replicas_run_each_job_once_across_a_leader_crash(
             ids.append(response.json()["id"])
         # Both replicas see every job, whichever took it.
         for client in clients:
-            listed = {j["id"] for j in client.get("/v1/jobs", params={"limit": 100}).json()}
+            page = client.get("/v1/jobs", params={"limit": 100}).json()
+            listed = {j["id"] for j in page["items"]}
             assert set(ids) <= listed
 
         # Kill the lease holder once work is under way.
