@@ -1,8 +1,8 @@
 """The admin token is generated once into a 0600 file, and never logged."""
 
 import logging
-from collections.abc import Callable
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
