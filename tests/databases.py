@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -31,22 +30,20 @@ class PostgresDatabases:
             admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool
         )
         self._template_ready = False
-        self._lock = threading.Lock()
 
     def url_of(self, database: str) -> str:
         return self.admin_url.set(database=database).render_as_string(hide_password=False)
 
     def _ensure_template(self) -> None:
-        with self._lock:
-            if self._template_ready:
-                return
-            with self.admin.connect() as connection:
-                connection.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
-                connection.execute(text(f"CREATE DATABASE {TEMPLATE}"))
-            engine = make_engine(self.url_of(TEMPLATE))
-            migrate.upgrade(engine)
-            engine.dispose()
-            self._template_ready = True
+        if self._template_ready:
+            return
+        with self.admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+            connection.execute(text(f"CREATE DATABASE {TEMPLATE}"))
+        engine = make_engine(self.url_of(TEMPLATE))
+        migrate.upgrade(engine)
+        engine.dispose()
+        self._template_ready = True
 
     def create(self, migrated: bool = True) -> str:
         if migrated:

@@ -40,8 +40,10 @@ def test_one_holder_until_it_expires_or_releases(
     with transaction(sessions) as session:
         session.execute(update(LeaseRow).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert b.acquire()
-    # ...and the old holder is fenced off: its next pass finds it gone.
-    assert not a.acquire()
+    # ...and the old holder is fenced off: its next scheduling pass finds it gone.
+    with transaction(sessions) as session:
+        assert not a.hold(session)
+    assert not a.held and not a.acquire()
     b.release()
     assert a.acquire()
     # Leases are per reconciler.
