@@ -149,7 +149,7 @@ class Echo:
             runtime_env={"py_modules": self.modules},
             stable=stable,
             canary=canary,
-            ingress_user_config={"canary_percent": canary_percent},
+            canary_percent=canary_percent,
         )
         self.serve.apply([app], "127.0.0.1", self.port)
 
@@ -262,7 +262,7 @@ def test_predictions_need_a_token_of_the_deployments_tenant(
     app = echo.wait_running()
     assert app.deployments["Stable"].running_replicas == 1
     assert app.deployments["Stable"].target_replicas == 1
-    assert app.deployments["Ingress"].running_replicas == 1
+    assert sorted(app.deployments) == ["Stable"]  # the ingress and the model in one
     assert "Canary" not in app.deployments
 
     answer = echo.predict(tokens.team_a, {"inputs": ["x", "y"]})
@@ -405,7 +405,15 @@ def test_autoscaling_up_under_load_down_when_idle_and_from_zero(
 
     # Scale to zero (an options change: applied in place), then answer again on demand.
     echo.apply(echo.options(checkpoint, min_replicas=0, **scaling))
-    echo.wait(lambda app: app.deployments["Stable"].running_replicas == 0, timeout_s=60)
+    # Until the last replica has stopped, not just left RUNNING: a draining replica still
+    # answers what HAProxy sends it, and the next request would not start a new one.
+    echo.wait(
+        lambda app: (
+            (stable := app.deployments["Stable"]).running_replicas == 0
+            and stable.status == "HEALTHY"
+        ),
+        timeout_s=90,
+    )
     answer = echo.predict(control_plane[1].team_a, {"inputs": ["wake"]})
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == ["echo:1:wake"]

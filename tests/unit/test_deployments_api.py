@@ -175,7 +175,8 @@ def test_the_serve_application_carries_versions_batching_and_autoscaling(
     assert app["args"] == {"tenant": "default", "name": "sent", "auth_url": "http://cp:8080",
                            "predictor": "sentiment.serve:Predictor", "canary": True}  # fmt: skip
     by_name = {d["name"]: d for d in app["deployments"]}
-    assert by_name["Ingress"]["user_config"] == {"canary_percent": 25.0}
+    assert sorted(by_name) == ["Canary", "Stable"]
+    assert by_name["Stable"]["user_config"]["canary_percent"] == 25.0
     stable, canary = by_name["Stable"], by_name["Canary"]
     assert stable["user_config"]["model_version"] == "sentiment:1"
     assert stable["user_config"]["checkpoint_dir"] == "/ckpt/sentiment/1"

@@ -46,7 +46,7 @@ def config(**changes: Any) -> dict[str, Any]:
         "runtime_env": {"py_modules": ["gcs://_ray_pkg_a.zip"], "env_vars": {"X": "1"}},
         "stable": options(),
         "canary": None,
-        "ingress_user_config": {"canary_percent": 0},
+        "canary_percent": 0.0,
     }
     values.update(changes)
     return application_config(**values)
@@ -65,7 +65,8 @@ def test_serve_accepts_the_config_it_is_sent() -> None:
     assert parsed_app.import_path == "raydc.workloads.serving:build_app"
     assert parsed_app.route_prefix == "/team-a/intent"
     assert parsed_app.args == ARGS
-    assert sorted(parsed_app.deployment_names) == ["Ingress", "Stable"]
+    # One deployment is the HTTP ingress and the model: no second hop per request.
+    assert parsed_app.deployment_names == ["Stable"]
 
 
 def test_stable_carries_model_config_autoscaling_and_resources() -> None:
@@ -97,10 +98,14 @@ def test_scale_to_zero_starts_with_one_replica() -> None:
     assert scaling["initial_replicas"] == 1
 
 
-def test_ingress_is_small_and_gets_its_user_config() -> None:
-    ingress = deployments(config(ingress_user_config={"canary_percent": 20}))["Ingress"]
-    assert ingress["user_config"] == {"canary_percent": 20}
-    assert ingress["ray_actor_options"]["num_cpus"] <= 0.1
+def test_the_canary_share_rides_in_stables_user_config() -> None:
+    # A user config changes in place: a new canary weight restarts no replica.
+    canary_user_config = {**options().user_config, "model_version": "intent:4"}
+    app = config(args={**ARGS, "canary": True}, canary=options(user_config=canary_user_config),
+                 canary_percent=20.0)  # fmt: skip
+    stable, canary = deployments(app)["Stable"], deployments(app)["Canary"]
+    assert stable["user_config"] == {**options().user_config, "canary_percent": 20.0}
+    assert "canary_percent" not in canary["user_config"]
 
 
 def test_canary_is_a_second_model_deployment() -> None:
@@ -149,7 +154,7 @@ def test_status_says_why_a_deployment_failed(monkeypatch: pytest.MonkeyPatch) ->
                 "status": "DEPLOY_FAILED",
                 "message": "Failed to update the deployments ['Stable'].",
                 "deployments": {
-                    "Ingress": {
+                    "Canary": {
                         "status": "HEALTHY",
                         "message": "",
                         "target_num_replicas": 1,
@@ -180,4 +185,4 @@ def test_status_says_why_a_deployment_failed(monkeypatch: pytest.MonkeyPatch) ->
     )
     assert app.deployments["Stable"].running_replicas == 1
     assert app.deployments["Stable"].target_replicas == 2
-    assert app.deployments["Ingress"].message == ""
+    assert app.deployments["Canary"].message == ""

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
+from raydc.cluster.haproxy import serve_ingress_env, stop_haproxy
 from raydc.cluster.state import list_nodes
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class LocalRayHead:
         # Ray's socket paths must stay under ~107 bytes, so the temp dir is short.
         digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:10]
         self.temp_dir = Path("/tmp") / f"raydc-{digest}"
+        self.haproxy_dir = self.temp_dir / "hap"  # Serve's HAProxy files (cluster.haproxy)
         self.info: HeadInfo | None = None
 
     @property
@@ -136,6 +138,7 @@ class LocalRayHead:
                 return left
             log.warning("the local Ray head left running does not answer; replacing it")
             self._kill_group(left.pid)
+        stop_haproxy(self.haproxy_dir)  # one a dead head left would hold Serve's port
         read_or_create_token(self.token_path)  # Ray reads it at start
         gcs_port, dashboard_port = free_port(), free_port()
         command = [
@@ -154,6 +157,7 @@ class LocalRayHead:
             command.append(f"--num-cpus={self.num_cpus}")
         env = dict(os.environ)
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path))
+        env.update(serve_ingress_env(env, self.haproxy_dir, (free_port(), free_port())))
         if self.fake_cluster is not None:
             command.append(f"--autoscaling-config={self._write_autoscaling_config(gcs_port)}")
             env.update(self._fake_cluster_env())
@@ -222,9 +226,9 @@ class LocalRayHead:
 
     def stop(self, grace_s: float = 10.0) -> None:
         info = self.info or self.recorded()
-        if info is None:
-            return
-        self._kill_group(info.pid, grace_s)
+        if info is not None:
+            self._kill_group(info.pid, grace_s)
+        stop_haproxy(self.haproxy_dir)
         self.info_path.unlink(missing_ok=True)
         self.info = None
 

@@ -20,11 +20,7 @@ from raydc.cluster.jobs import _TimedJobSubmissionClient
 log = logging.getLogger(__name__)
 
 IMPORT_PATH = "raydc.workloads.serving:build_app"
-INGRESS, STABLE, CANARY = "Ingress", "Stable", "Canary"
-# The ingress only awaits the model deployments: a sliver of CPU and many requests at once,
-# so it never keeps a scaling model replica from being placed.
-INGRESS_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
-INGRESS_MAX_ONGOING_REQUESTS = 1000
+STABLE, CANARY = "Stable", "Canary"
 PACKAGE_EXCLUDES = ["__pycache__", "*.pyc", ".git"]
 # Serve's replicas and handles report their load every 10 s by default, which alone delays
 # a scale-up by up to 10 s; raydc's report every second. (Ray marks `metrics_interval_s`
@@ -79,11 +75,13 @@ def _max_ongoing(options: ModelDeploymentOptions) -> int:
     return max(2 * batch, math.ceil(options.target_ongoing_requests) + 1, MIN_MAX_ONGOING_REQUESTS)
 
 
-def model_deployment(name: str, options: ModelDeploymentOptions) -> dict[str, Any]:
+def model_deployment(
+    name: str, options: ModelDeploymentOptions, extra_user_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One model deployment's entry in an application's ``deployments``."""
     return {
         "name": name,
-        "user_config": options.user_config,
+        "user_config": {**options.user_config, **(extra_user_config or {})},
         "max_ongoing_requests": _max_ongoing(options),
         "autoscaling_config": {
             "min_replicas": options.min_replicas,
@@ -111,26 +109,19 @@ def application_config(
     runtime_env: dict[str, Any],
     stable: ModelDeploymentOptions,
     canary: ModelDeploymentOptions | None,
-    ingress_user_config: dict[str, Any],
+    canary_percent: float = 0.0,
 ) -> dict[str, Any]:
     """One entry of the Serve config's ``applications`` for a raydc model deployment.
 
-    ``args`` are :class:`raydc.workloads.serving.ServeArgs`; its ``canary`` must agree
-    with whether ``canary`` options are given. Changing ``args`` or ``runtime_env``
-    rebuilds the application; changing only options or user configs updates it in place.
+    ``Stable`` is the ingress and the stable model; its user config also carries
+    ``canary_percent``. ``args`` are :class:`raydc.workloads.serving.ServeArgs`; its
+    ``canary`` must agree with whether ``canary`` options are given. Changing ``args`` or
+    ``runtime_env`` rebuilds the application (adding or removing a canary restarts the
+    stable replicas); changing only options or user configs updates it in place.
     """
     if bool(args.get("canary")) != (canary is not None):
         raise ValueError("args.canary must be true exactly when canary options are given")
-    deployments = [
-        {
-            "name": INGRESS,
-            "num_replicas": 1,
-            "max_ongoing_requests": INGRESS_MAX_ONGOING_REQUESTS,
-            "user_config": ingress_user_config,
-            "ray_actor_options": INGRESS_ACTOR_OPTIONS,
-        },
-        model_deployment(STABLE, stable),
-    ]
+    deployments = [model_deployment(STABLE, stable, {"canary_percent": canary_percent})]
     if canary is not None:
         deployments.append(model_deployment(CANARY, canary))
     return {

