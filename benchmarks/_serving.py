@@ -24,8 +24,8 @@ from raydc.cluster.serve import STABLE, DeploymentState, RayServe
 
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
 TENANT = "bench"
-# Logical CPUs of the Ray head: a training job, the ingress (0 CPU) and two model replicas
-# fit. The machine has 2 physical cores whatever Ray is told.
+# Logical CPUs of the Ray head: a training job and two model replicas fit.
+# The machine has 2 physical cores whatever Ray is told.
 HEAD_CPUS = 4
 # Ray starts its workers (Serve's proxy, controller and replicas) at this niceness. The
 # load generator runs at the same, or on 2 cores it would take CPU from the system it
@@ -172,11 +172,9 @@ def _role(pid: int) -> str:
     )
     # A replica's title is "ray::ServeReplica:<app>:<deployment>", or while it handles
     # an actor call "ray::<app>:<deployment>.<method>".
-    if ":Ingress" in command:
-        return "ingress"
     if ":Stable" in command or ":Canary" in command:
-        return "model_replicas"
-    if "ProxyActor" in command:
+        return "model_replicas"  # Stable is also the ingress: HTTP, token check, batching
+    if "ProxyActor" in command or "HAProxyManager" in command or "/haproxy " in command:
         return "proxy"
     if "raydc.server" in command or "raydc server" in command:
         return "control_plane"
@@ -241,16 +239,24 @@ class BackgroundLoad:
         self.cpu_s = time.thread_time() - started
 
     async def _client(self, request: bytes) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            while not self._stopping:
-                started = time.perf_counter()
-                writer.write(request)
-                status = await read_response(reader)
-                finished = time.perf_counter()
-                self.answers.append((finished, finished - started, status))
-        finally:
-            writer.close()
+        """One keep-alive connection, opened again when the server closes it (HAProxy's
+        old process closes its connections after a reload, as a new replica joins); a
+        request lost with its connection counts as status 0."""
+        while not self._stopping:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                close = False
+                while not self._stopping and not close:
+                    started = time.perf_counter()
+                    writer.write(request)
+                    try:
+                        status, close = await read_response(reader)
+                    except (asyncio.IncompleteReadError, ConnectionError):
+                        status, close = 0, True
+                    finished = time.perf_counter()
+                    self.answers.append((finished, finished - started, status))
+            finally:
+                writer.close()
 
     def start(self) -> float:
         self.started_at = time.perf_counter()
@@ -267,16 +273,20 @@ def run_at_worker_niceness() -> None:
     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RAY_WORKER_NICENESS)
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
-    """One HTTP/1.1 response with a Content-Length: its status."""
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """One HTTP/1.1 response with a Content-Length: its status, and whether the server
+    closes the connection after it."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
+    length, close = 0, False
     for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+        elif name.strip().lower() == b"connection":
+            close = value.strip().lower() == b"close"
     await reader.readexactly(length)
-    return status
+    return status, close
 
 
 def dump(result: dict[str, Any]) -> None:

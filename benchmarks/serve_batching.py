@@ -2,15 +2,16 @@
 
 A local Ray head and a `raydc server` process pointed at it (Serve on a free port); a
 tenant and its member token; the app trained through ``POST /v1/jobs`` (its train.yaml
-with a small config); one deployment through ``POST /v1/deployments`` (1 replica,
-``cpus_per_replica`` 1). Then closed-loop HTTP load against the deployment's url, one
-input string per request, from ``--clients`` connections:
+with a small config); one deployment through ``POST /v1/deployments`` (``--replicas``
+replicas of ``--cpus-per-replica`` CPUs; default 1 and 1). Then closed-loop HTTP load
+against the deployment's url, one input string per request, from ``--clients``
+connections:
 
 (a) batching ON (``max_batch_size`` 32), (b) batching OFF (``max_batch_size`` 1, switched
 with ``PATCH /v1/deployments/{name}``: an in-place user_config change), and (c) the same
-checkpoint loaded with the app's ``Predictor`` in this process, ``predict()`` timed on
-batches of the same size with the replica's torch threads (Ray sets OMP_NUM_THREADS to
-the replica's CPUs: 1).
+checkpoint loaded with the app's ``Predictor`` in as many processes as there are
+replicas, all at once, ``predict()`` timed on batches of the same size with the
+replica's torch threads (Ray sets OMP_NUM_THREADS to a replica's CPUs).
 
 The load generator runs on the same 2 cores as Ray, Serve and the replica. Prints JSON.
 Targets (issue #4): ON >= 3x OFF, ON >= 50% of raw batched, p99 <= 250 ms at 32 clients.
@@ -21,12 +22,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +124,26 @@ def batch_stats(before: str, after: str, answered: int) -> dict[str, Any]:
 
 
 def raw_throughput(
-    app: str, checkpoint_dir: str, inputs: list[str], batch: int, threads: int, seconds: float
-) -> dict[str, Any]:
-    """The app's Predictor in this process: predict() on batches of ``batch``, back to back,
-    on a thread at Ray's worker niceness (as the replica runs)."""
-    with ThreadPoolExecutor(1, initializer=run_at_worker_niceness) as pool:
-        return pool.submit(_raw, app, checkpoint_dir, inputs, batch, threads, seconds).result()
+    app: str, checkpoint_dir: str, inputs: list[str], batch: int, threads: int, seconds: float,
+    processes: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The app's Predictor in ``processes`` processes at once (one per replica), each
+    running predict() on batches of ``batch`` back to back at Ray's worker niceness, as a
+    replica runs. Their predictions per second, summed."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, context, initializer=run_at_worker_niceness) as pool:
+        runs = [
+            pool.submit(_raw, app, checkpoint_dir, inputs, batch, threads, seconds)
+            for _ in range(processes)
+        ]
+        results = [run.result() for run in runs]
+    return {
+        "predictions_per_s": round(sum(r["predictions_per_s"] for r in results), 1),
+        "batch_size": batch,
+        "torch_threads": threads,
+        "processes": processes,
+        "median_batch_ms": max(r["median_batch_ms"] for r in results),
+    }
 
 
 def _raw(
@@ -165,7 +181,8 @@ def main() -> None:
     # the bottleneck, so little queues in 10 ms; 0.02 s gave ~3.4 and 67-75/s; 0.05-0.1 s
     # a little more throughput again, but a lone request then waits that long.
     parser.add_argument("--batch-wait-s", type=float, default=0.02)
-    parser.add_argument("--torch-threads", type=int, default=1, help="the replica's: its CPUs")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--cpus-per-replica", type=int, default=1, help="= its torch threads")
     args = parser.parse_args()
     inputs = texts()
     started = time.perf_counter()
@@ -174,8 +191,8 @@ def main() -> None:
         trained = bench.train(args.app, TRAIN_CONFIG[args.app])
         spec = {
             "name": NAME, "model": trained["model"],
-            "resources": {"cpus_per_replica": 1},
-            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+            "resources": {"cpus_per_replica": args.cpus_per_replica},
+            "autoscaling": {"min_replicas": args.replicas, "max_replicas": args.replicas},
             "batching": {"max_batch_size": args.max_batch_size,
                          "batch_wait_timeout_s": args.batch_wait_s},
         }  # fmt: skip
@@ -188,7 +205,7 @@ def main() -> None:
         off = measure(bench, deployed["url"], inputs, args.clients, args.warmup_s, args.seconds)
         raw = raw_throughput(
             args.app, trained["checkpoint_dir"], inputs, args.max_batch_size,
-            args.torch_threads, args.seconds / 2,
+            args.cpus_per_replica, args.seconds / 2, args.replicas,
         )  # fmt: skip
     p99_target_ms, ratio_target, raw_share_target = 250, 3.0, 0.5
     on_vs_off = on["predictions_per_s"] / max(off["predictions_per_s"], 1e-9)
@@ -199,6 +216,8 @@ def main() -> None:
         "model": trained["model"],
         "train_s": trained["train_s"],
         "clients": args.clients,
+        "replicas": args.replicas,
+        "cpus_per_replica": args.cpus_per_replica,
         "seconds": args.seconds,
         "batching": {"max_batch_size": args.max_batch_size,
                      "batch_wait_timeout_s": args.batch_wait_s},
