@@ -135,23 +135,35 @@ class Echo:
         canary_percent: float = 0,
         predictor: str = "echo_app.serve:Predictor",
     ) -> None:
+        app = self.app(stable, canary, canary_percent, predictor)
+        self.serve.apply([app], "127.0.0.1", self.port)
+
+    def app(
+        self,
+        stable: ModelDeploymentOptions,
+        canary: ModelDeploymentOptions | None = None,
+        canary_percent: float = 0,
+        predictor: str = "echo_app.serve:Predictor",
+        tenant: str = "team-a",
+        name: str = APP,
+        route: str = ROUTE,
+    ) -> dict[str, Any]:
         args = {
-            "tenant": "team-a",
+            "tenant": tenant,
             "name": "echo",
             "auth_url": self.auth_url,
             "predictor": predictor,
             "canary": canary is not None,
         }
-        app = application_config(
-            app_name=APP,
-            route_prefix=ROUTE,
+        return application_config(
+            app_name=name,
+            route_prefix=route,
             args=args,
             runtime_env={"py_modules": self.modules},
             stable=stable,
             canary=canary,
             canary_percent=canary_percent,
         )
-        self.serve.apply([app], "127.0.0.1", self.port)
 
     def wait(self, done: Callable[[AppStatus], bool], timeout_s: float = 90) -> AppStatus:
         deadline = time.monotonic() + timeout_s
@@ -297,6 +309,48 @@ def test_predictions_need_a_token_of_the_deployments_tenant(
     assert crashed.json()["detail"] == "prediction failed: RuntimeError: echo crashed"
     # The replica survives its predictor's errors.
     assert echo.predict(tokens.team_a, {"inputs": ["after"]}).status_code == 200
+
+
+def test_deployments_of_two_tenants_share_the_serve_port(
+    echo: Echo, control_plane: tuple[str, Tokens]
+) -> None:
+    tokens = control_plane[1]
+    mine, theirs = echo.checkpoint("echo:1"), echo.checkpoint("other:7")
+    other_app, other_route = "echo-other", "/team-b/echo"
+    other_url = f"http://127.0.0.1:{echo.port}{other_route}/predict"
+    both = [
+        echo.app(echo.options(mine)),
+        echo.app(echo.options(theirs), tenant="team-b", name=other_app, route=other_route),
+    ]
+    echo.serve.apply(both, "127.0.0.1", echo.port)
+    deadline = time.monotonic() + 120
+    while not all(
+        (app := echo.serve.status().get(name)) is not None and app.status == "RUNNING"
+        for name in (APP, other_app)
+    ):
+        assert time.monotonic() < deadline, f"not both running: {echo.serve.status()}"
+        time.sleep(0.5)
+
+    # One HTTP port, a route per deployment: each answers with its own model and tenant.
+    answer = echo.predict(tokens.team_a, {"inputs": ["x"]})
+    assert answer.json() == {"predictions": ["echo:1:x"], "model_version": "echo:1"}
+    headers = {"Authorization": f"Bearer {tokens.team_b}"}
+    other = httpx.post(other_url, json={"inputs": ["y"]}, headers=headers, timeout=60)
+    assert other.json() == {"predictions": ["other:7:y"], "model_version": "other:7"}
+    refused = httpx.post(
+        other_url, json={"inputs": ["y"]}, headers={"Authorization": f"Bearer {tokens.team_a}"}
+    )
+    assert refused.status_code == 403, refused.text
+
+    # Removing one deployment leaves the other answering; its route is gone.
+    echo.serve.apply(both[:1], "127.0.0.1", echo.port)
+    deadline = time.monotonic() + 90
+    while other_app in echo.serve.status():
+        assert time.monotonic() < deadline, "the removed deployment is still there"
+        time.sleep(0.5)
+    assert echo.predict(tokens.team_a, {"inputs": ["z"]}).status_code == 200
+    gone = httpx.post(other_url, json={"inputs": ["y"]}, headers=headers, timeout=60)
+    assert gone.status_code == 404, gone.text
 
 
 def test_a_predictor_that_cannot_load_fails_the_deploy_saying_why(echo: Echo) -> None:
