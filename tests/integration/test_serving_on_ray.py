@@ -128,15 +128,9 @@ class Echo:
         values.update(changes)
         return ModelDeploymentOptions(**values)
 
-    def apply(
-        self,
-        stable: ModelDeploymentOptions,
-        canary: ModelDeploymentOptions | None = None,
-        canary_percent: float = 0,
-        predictor: str = "echo_app.serve:Predictor",
-    ) -> None:
-        app = self.app(stable, canary, canary_percent, predictor)
-        self.serve.apply([app], "127.0.0.1", self.port)
+    def apply(self, stable: ModelDeploymentOptions, **app: Any) -> None:
+        """Serve runs this one app (``app``: :meth:`app`'s other arguments)."""
+        self.serve.apply([self.app(stable, **app)], "127.0.0.1", self.port)
 
     def app(
         self,
@@ -417,7 +411,7 @@ def test_canary_answers_its_share_of_requests(
     echo: Echo, control_plane: tuple[str, Tokens]
 ) -> None:
     stable, canary = echo.checkpoint("echo:1"), echo.checkpoint("echo:2")
-    echo.apply(echo.options(stable), echo.options(canary), canary_percent=20)
+    echo.apply(echo.options(stable), canary=echo.options(canary), canary_percent=20)
     app = echo.wait_running()
     assert app.deployments["Canary"].running_replicas == 1
 

