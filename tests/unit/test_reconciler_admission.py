@@ -1,17 +1,26 @@
 """The reconciler's scheduling pass against a real database (no Ray calls are made)."""
 
+import itertools
 import os
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from raydc.scheduler.policy import decide
+from raydc.server.app import create_app
 from raydc.server.control_plane import ControlPlane
+from raydc.server.services import scheduling
+from raydc.settings import Settings
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.demand import Demand
 from raydc.store.models import JobRow
-from tests.unit.factories import ADMIN, make_tenant, make_token, train_spec
+from tests.unit.factories import ADMIN, ADMIN_TOKEN, make_tenant, make_token, train_spec
 
 
 def set_cluster(control_plane: ControlPlane, cpu: float) -> None:
@@ -155,3 +164,47 @@ def test_the_newest_checkpoint_time_is_read_from_the_run_directory(tmp_path: Pat
     os.utime(newer, (1_800_000_000, 1_800_000_000))
     os.utime(stray, (1_900_000_000, 1_900_000_000))  # a file, not a checkpoint: ignored
     assert latest_checkpoint_at(run) == datetime.fromtimestamp(1_800_000_000, UTC)
+
+
+def test_a_cancel_during_a_scheduling_pass_is_not_overwritten(
+    tmp_path: Path, database_url_for: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass reads the queue, a cancel arrives before it writes. Either the cancel
+    waits for the pass (and asks the admitted job to stop) or the pass skips the job;
+    never may the pass write STARTING over CANCELLED (seen on Postgres in CI)."""
+    settings = Settings(
+        home=tmp_path / "home", admin_token=ADMIN_TOKEN,
+        database_url=database_url_for(f"sqlite:///{tmp_path / 'raydc.db'}"),
+    )  # fmt: skip
+    read_done, cancel_done = threading.Event(), threading.Event()
+
+    def slow_decide(snapshot: Any) -> Any:
+        read_done.set()
+        cancel_done.wait(timeout=1.5)  # with the rows locked, the cancel cannot finish
+        return decide(snapshot)
+
+    monkeypatch.setattr(scheduling, "decide", slow_decide)
+    with TestClient(create_app(settings, run_reconciler=False)) as api:
+        control_plane: ControlPlane = api.app.state.control_plane  # type: ignore[attr-defined]
+        set_cluster(control_plane, cpu=2)
+        job = api.post("/v1/jobs", json=one_cpu_job(), headers=ADMIN).json()["id"]
+        cancelled: list[int] = []
+
+        def cancel() -> None:
+            assert read_done.wait(timeout=30)
+            cancelled.append(api.post(f"/v1/jobs/{job}/cancel", headers=ADMIN).status_code)
+            cancel_done.set()
+
+        canceller = threading.Thread(target=cancel)
+        canceller.start()
+        control_plane.reconciler.schedule()
+        canceller.join(timeout=60)
+        assert cancelled == [202]
+        with control_plane.sessions() as session:
+            row = session.get(JobRow, job)
+            assert row is not None
+            final = (row.status, row.cancel_requested)
+        assert final in {("CANCELLED", False), ("STARTING", True)}
+        events = api.get(f"/v1/jobs/{job}/events", headers=ADMIN).json()
+        for before, after in itertools.pairwise(events):
+            assert after["from_status"] == before["to_status"], events

@@ -189,8 +189,15 @@ def _decide_and_record(
     node_types: list[NodeType] | None,
 ) -> tuple[QueueView, list[JobRow]]:
     # In submission order: the policy sorts each tenant's jobs by it, and sorted input
-    # makes that sort linear.
-    query = select(JobRow).where(JobRow.status.in_(_QUEUED)).order_by(JobRow.created_at, JobRow.id)
+    # makes that sort linear. Locked: a cancel (or an outcome) committed between this
+    # read and the pass's writes would otherwise be overwritten, and a CANCELLED job
+    # admitted. Postgres re-checks the WHERE after waiting, so such a job drops out.
+    query = (
+        select(JobRow)
+        .where(JobRow.status.in_(_QUEUED))
+        .order_by(JobRow.created_at, JobRow.id)
+        .with_for_update()
+    )
     rows = {r.id: r for r in session.scalars(query)}
     queued = [r for r in rows.values() if r.status == JobStatus.PENDING.value]
     pending = [job_of_row(r) for r in queued]
