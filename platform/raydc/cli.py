@@ -36,7 +36,8 @@ app.command("predict")(predict)
 
 console = Console()
 err = Console(stderr=True)
-STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan"}
+STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
+                "READY": "green", "REJECTED": "red"}  # fmt: skip
 
 
 def _client() -> Client:
@@ -308,6 +309,59 @@ def models_versions(name: str) -> None:
         made_by = f"{version['job_id']} (trial {trial})" if trial else version["job_id"]
         table.add_row(str(version["version"]), made_by, metrics, version["uri"])
     console.print(table)
+
+
+REPORT_ROWS = (
+    ("params", "params", "params"),
+    ("size_bytes", "size (bytes)", "size"),
+    ("sparsity", "sparsity", None),
+    ("latency_ms_b1_p50", "latency b1 p50 (ms)", "latency_b1"),
+    ("latency_ms_b1_p95", "latency b1 p95 (ms)", None),
+    ("latency_ms_b32_p50", "latency b32 p50 (ms)", "latency_b32"),
+    ("latency_ms_b32_p95", "latency b32 p95 (ms)", None),
+    ("throughput_b32_per_s", "throughput b32 (/s)", None),
+)
+
+
+@models_app.command("show")
+def models_show(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
+    """One version: what made it and, for a compressed one, its report as a table."""
+    name, _, number = ref.partition(":")
+    if not number.isdigit():
+        _fail(ApiError(422, f"give NAME:VERSION, e.g. intent:3 (got {ref!r})"))
+    with _client() as client:
+        try:
+            version = client.model_version(name, int(number))
+        except ApiError as error:
+            _fail(error)
+    lineage = version.get("lineage") or {}
+    console.print(f"{name}:{version['version']}  {_status(version['status'].upper())}  "
+                  f"made by {lineage.get('kind', 'job')} {version['job_id']}")  # fmt: skip
+    if lineage.get("parent"):
+        steps = " -> ".join(step.get("type", "?") for step in lineage.get("steps") or [])
+        console.print(f"from {lineage['parent']} by {steps}")
+    if version.get("status_reason"):
+        console.print(f"rejected: {version['status_reason']}")
+    report = version.get("report")
+    if not report:
+        console.print(f"metrics: {_metrics_text(version['metrics'])}")
+        return
+    console.print(report_table(report))
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """Parent, child and parent/child ratio (above 1: the child is smaller or faster)."""
+    parent, child, ratios = report["parent"], report["child"], report.get("ratios") or {}
+    table = Table("", "PARENT", "CHILD", "RATIO")
+    for key, label, ratio in REPORT_ROWS:
+        value = ratios.get(ratio) if ratio else None
+        table.add_row(label, _value_text(parent.get(key)), _value_text(child.get(key)),
+                      f"{value:g}x" if isinstance(value, int | float) else "")  # fmt: skip
+    drop = report.get("metric_drop_points")
+    change = f"{-drop:+g} points" if isinstance(drop, int | float) else ""
+    table.add_row(report.get("metric_name", "metric"), _value_text(parent.get("metric")),
+                  _value_text(child.get("metric")), change)  # fmt: skip
+    return table
 
 
 @tenants_app.command("create")

@@ -213,6 +213,9 @@ class Client:
     def model_versions(self, name: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/v1/models/{name}/versions")
 
+    def model_version(self, name: str, version: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/models/{name}/versions/{version}")
+
     def cluster(self) -> dict[str, Any]:
         return self._request("GET", "/v1/cluster")
 

@@ -34,10 +34,10 @@ from raydc.server.services.deployments import (
     HEALTHY,
     UNHEALTHY,
     app_name,
-    app_of,
     route_prefix,
 )
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR
+from raydc.server.services.models import app_of
 from raydc.settings import Settings
 from raydc.specs.deployments import DeploymentSpec
 from raydc.store.db import transaction

@@ -21,6 +21,7 @@ from raydc.server.services.job_status import count_events, record_run_event, swi
 from raydc.server.services.launch import logs_path, progress_path, result_path
 from raydc.server.services.models import register_version
 from raydc.settings import Settings
+from raydc.specs.deployments import split_model_ref
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus, TerminationReason
 from raydc.store.db import transaction
 from raydc.store.models import JobRow, utcnow
@@ -88,6 +89,31 @@ def lineage_of(job: ActiveJob, outcome: dict[str, Any]) -> dict[str, Any]:
         return {"job": job.id, "kind": kind, "trial": best.get("id"),
                 "config": best.get("config"), "metrics": best.get("metrics")}  # fmt: skip
     return {"job": job.id, "kind": kind, "config": job.spec.get("config") or {}}
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """How a finished job's model is registered."""
+
+    name: str
+    lineage: dict[str, Any]
+    report: dict[str, Any] | None = None
+    rejected_reason: str | None = None
+
+
+def new_version(job: ActiveJob, outcome: dict[str, Any]) -> NewVersion:
+    """A train or tune job's model is a version of the job's name; a compress job's is
+    the next version of its parent's model, with the report and the gate's verdict."""
+    if job.spec.get("kind") != "compress":
+        return NewVersion(job.name, lineage_of(job, outcome))
+    parent = str(job.spec["model"])
+    report = outcome.get("report") if isinstance(outcome.get("report"), dict) else None
+    rejected = None
+    if report is None or not report.get("accepted"):
+        rejected = str((report or {}).get("rejected_reason") or "the job reported no verdict")
+    lineage = {"job": job.id, "kind": "compress", "parent": parent,
+               "steps": job.spec.get("steps") or [], "gate": job.spec.get("gate")}  # fmt: skip
+    return NewVersion(split_model_ref(parent)[0], lineage, report, rejected)
 
 
 class JobOutcomes:
@@ -282,11 +308,15 @@ class JobOutcomes:
                 result = {k: v for k, v in outcome.items() if k != "status"}
                 checkpoint = outcome.get("checkpoint_path")
                 if checkpoint:
+                    new = new_version(job, outcome)
                     version = register_version(
-                        session, job.tenant, job.name, str(checkpoint),
-                        dict(outcome.get("metrics") or {}), job.id, lineage_of(job, outcome),
+                        session, job.tenant, new.name, str(checkpoint),
+                        dict(outcome.get("metrics") or {}), job.id, new.lineage, new.report,
+                        new.rejected_reason,
                     )  # fmt: skip
-                    result["model"] = f"{job.name}:{version.version}"
+                    result["model"] = f"{new.name}:{version.version}"
+                    if new.report is not None:
+                        result["accepted"] = new.rejected_reason is None
                 row.result = result
             switch_job_status(session, row, target, reason=reason, message=message)
         log.info("job %s %s", job.id, target.value)

@@ -22,6 +22,7 @@ from raydc.server.cluster_link import ClusterLink
 from raydc.server.job_outcomes import ActiveJob, JobOutcomes, read_active
 from raydc.server.loop import ReconcileLoop
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR, build_launch
+from raydc.server.services.models import version_uri
 from raydc.server.services.scheduling import QueueView, SchedulingObserver, schedule
 from raydc.settings import Settings
 from raydc.specs.status import JobStatus, TerminationReason
@@ -149,8 +150,17 @@ class JobReconciler(ReconcileLoop):
                 return
             self.outcomes.mark_submitted(job)
             return
+        parent_dir = None
+        if job.spec.get("kind") == "compress":
+            with self.sessions() as session:
+                parent_dir = version_uri(session, job.tenant, job.spec["model"])
+            if parent_dir is None:
+                gone = f"model version {job.spec['model']} no longer exists"
+                failed = TerminationReason.SUBMISSION_FAILED
+                self.outcomes.finish(job, JobStatus.FAILED, failed, gone)
+                return
         request = build_launch(
-            self.settings, job.id, job.tenant, job.attempt, job.spec, job.workers
+            self.settings, job.id, job.tenant, job.attempt, job.spec, job.workers, parent_dir
         )
         try:
             cluster.jobs.submit(

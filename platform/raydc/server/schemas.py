@@ -108,6 +108,9 @@ class ModelVersionOut(Out):
     metrics: dict[str, Any]
     job_id: str
     lineage: dict[str, Any] | None = None
+    status: str = "ready"  # or "rejected": a compression gate refused it
+    status_reason: str | None = None
+    report: dict[str, Any] | None = None  # a compress job's measurements
     created_at: datetime
 
     @classmethod

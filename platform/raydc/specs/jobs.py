@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 from raydc.specs.base import StrictModel
+from raydc.specs.compression import MODEL_REF_PATTERN, CompressStep, Gate, check_steps
 from raydc.specs.tuning import (
     AshaScheduler,
     Distribution,
@@ -203,11 +204,31 @@ class TuneSpec(JobSpecBase):
         return self.max_concurrent_trials * self.resources.min_workers
 
 
-# `compress` joins this union as a further member discriminated by `kind`.
-AnyJobSpec = TrainSpec | TuneSpec
+class CompressSpec(JobSpecBase):
+    """Compress a registered version of one of the tenant's models (see
+    ``specs.compression``). ``entrypoint`` names the app's compression interface
+    (``intent.compress:Compression``), called with ``config``; the child is registered
+    as the next version of the parent's model. ``resources`` size a distill step's
+    Ray Train run; every other step runs in one worker of that size."""
+
+    kind: Literal["compress"]
+    model: str = Field(
+        pattern=MODEL_REF_PATTERN, description="name:version, or name for its latest version"
+    )
+    steps: list[CompressStep] = Field(min_length=1, max_length=16)
+    gate: Gate = Field(default_factory=Gate)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="distill")
+
+    @field_validator("steps")
+    @classmethod
+    def _quantize_last(cls, value: list[Any]) -> list[Any]:
+        return check_steps(value)
+
+
+AnyJobSpec = TrainSpec | TuneSpec | CompressSpec
 JobSpec = Annotated[AnyJobSpec, Field(discriminator="kind")]
 JOB_SPEC_ADAPTER: TypeAdapter[AnyJobSpec] = TypeAdapter(JobSpec)
-JOB_KINDS = ("train", "tune")
+JOB_KINDS = ("train", "tune", "compress")
 
 
 def parse_job_spec(data: Any) -> AnyJobSpec:

@@ -21,6 +21,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+VERSION_READY = "ready"
+VERSION_REJECTED = "rejected"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -177,6 +180,11 @@ class ModelVersionRow(Base):
     # What produced it: {"job", "kind", "config"} for a train job; a tune job adds the
     # best "trial" id and its "metrics". NULL for versions from before lineage was kept.
     lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # "ready", or "rejected": a compress job's gate refused it (kept, never deployed).
+    status: Mapped[str] = mapped_column(String(16), default=VERSION_READY, server_default="ready")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # A compress job's report: parent and child measured, ratios, the gate's verdict.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -9,11 +9,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from raydc.specs.jobs import TuneSpec, parse_job_spec
+from raydc.specs.jobs import CompressSpec, TuneSpec, parse_job_spec
+from raydc.workloads.compress import run_compress
 from raydc.workloads.entrypoints import EntrypointError
 from raydc.workloads.protocol import (
     ENV_JOB_ID,
     ENV_JOB_SPEC,
+    ENV_PARENT_MODEL_DIR,
     ENV_PROGRESS_PATH,
     ENV_RESULT_PATH,
     ENV_RUNS_DIR,
@@ -38,14 +40,18 @@ def main() -> int:
     spec = parse_job_spec(json.loads(os.environ[ENV_JOB_SPEC]))
     print(f"raydc: job {job_id} ({spec.kind} '{spec.name}') starting", flush=True)
     runs_dir = Path(os.environ[ENV_RUNS_DIR])
+    workers = int(os.environ[ENV_WORKERS]) if os.environ.get(ENV_WORKERS) else None
     try:
-        if isinstance(spec, TuneSpec):
+        if isinstance(spec, CompressSpec):
+            outcome = run_compress(
+                spec, job_id, runs_dir, os.environ[ENV_PARENT_MODEL_DIR], workers
+            )
+        elif isinstance(spec, TuneSpec):
             # The scheduler sized the job for all its concurrent trials; each trial
             # runs at the spec's per-trial size.
             progress = Path(os.environ[ENV_PROGRESS_PATH])
             outcome = run_tune(spec, job_id, runs_dir, progress)
         else:
-            workers = int(os.environ[ENV_WORKERS]) if os.environ.get(ENV_WORKERS) else None
             progress_file = os.environ.get(ENV_PROGRESS_PATH)
             outcome = run_train(
                 spec, job_id, runs_dir, workers, Path(progress_file) if progress_file else None

@@ -27,6 +27,9 @@ ENV_PROGRESS_PATH = "RAYDC_PROGRESS_PATH"
 # (a tune trial resumed, or continuing from another trial's checkpoint under PBT).
 ENV_INITIAL_CHECKPOINT = "RAYDC_INITIAL_CHECKPOINT"
 
+# A compress job's parent: the registered version's checkpoint directory.
+ENV_PARENT_MODEL_DIR = "RAYDC_PARENT_MODEL_DIR"
+
 ENTRYPOINT = "python -m raydc.workloads"
 # Events a train job's driver appends to its progress file ({"events": [...]}): what Ray
 # Train did on its own while Ray still reports the job RUNNING.

@@ -25,3 +25,9 @@ def list_models(cp: ControlPlaneDep, principal: Reader) -> list[ModelOut]:
 def list_versions(name: str, cp: ControlPlaneDep, principal: Reader) -> list[ModelVersionOut]:
     with cp.tx() as session:
         return [ModelVersionOut.of(row) for row in models.list_versions(session, principal, name)]
+
+
+@router.get("/{name}/versions/{version}")
+def get_version(name: str, version: int, cp: ControlPlaneDep, principal: Reader) -> ModelVersionOut:
+    with cp.tx() as session:
+        return ModelVersionOut.of(models.get_version(session, principal, name, version))

@@ -8,34 +8,24 @@ records which generation it applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from raydc.security.rbac import Principal
 from raydc.server.errors import Conflict, InvalidInput, NotFound
+from raydc.server.services.models import ResolvedVersion, resolve_version
 from raydc.server.validation import invalid_input
 from raydc.specs.deployments import DeploymentPatch, DeploymentSpec, split_model_ref
 from raydc.store.models import (
     DeploymentRow,
-    JobRow,
-    ModelRow,
-    ModelVersionRow,
     TenantRow,
     utcnow,
 )
 
 DEPLOYING, HEALTHY, UNHEALTHY, DELETING = "DEPLOYING", "HEALTHY", "UNHEALTHY", "DELETING"
-
-
-@dataclass(frozen=True)
-class ResolvedVersion:
-    row: ModelVersionRow
-    ref: str  # name:version
-    app: str  # the bundled app whose code trained it
 
 
 def parse_spec(data: Any) -> DeploymentSpec:
@@ -50,40 +40,6 @@ def parse_patch(data: Any) -> DeploymentPatch:
         return DeploymentPatch.model_validate(data)
     except ValidationError as error:
         raise invalid_input(error) from error
-
-
-def resolve_version(
-    session: Session, tenant: str, ref: str, field: tuple[str, ...]
-) -> ResolvedVersion:
-    """The tenant's model version ``ref`` names; a 422 naming ``field`` if there is none."""
-    name, number = split_model_ref(ref)
-    model = session.scalar(select(ModelRow).where(ModelRow.tenant == tenant, ModelRow.name == name))
-    if model is None:
-        raise InvalidInput.field(field, f"tenant '{tenant}' has no model '{name}'")
-    if number is None:
-        number = session.scalar(
-            select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
-        )
-    version = session.scalar(
-        select(ModelVersionRow).where(
-            ModelVersionRow.model_id == model.id, ModelVersionRow.version == number
-        )
-    )
-    if version is None:
-        raise InvalidInput.field(field, f"model '{name}' has no version {number or ''}".strip())
-    app = app_of(session, version)
-    if not app:
-        raise InvalidInput.field(
-            field, f"'{name}:{version.version}' was trained from uploaded code; only models "
-            "of bundled apps (code: {app: ...}) can be deployed so far",
-        )  # fmt: skip
-    return ResolvedVersion(version, f"{name}:{version.version}", app)
-
-
-def app_of(session: Session, version: ModelVersionRow) -> str | None:
-    """The bundled app whose code trained ``version`` (its predictor serves it), if any."""
-    job = session.get(JobRow, version.job_id)
-    return ((job.spec if job is not None else {}).get("code") or {}).get("app")
 
 
 def _check_quota(tenant: TenantRow, spec: DeploymentSpec) -> None:

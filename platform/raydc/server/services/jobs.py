@@ -15,11 +15,12 @@ from raydc.security.rbac import Principal
 from raydc.server.errors import Conflict, DomainError, InvalidInput, NotFound
 from raydc.server.services.code import tenant_has_bundle
 from raydc.server.services.job_status import record_submitted, switch_job_status
+from raydc.server.services.models import resolve_version
 from raydc.server.services.tenants import borrowable, get_tenant, list_tenants, quota_of
 from raydc.server.validation import invalid_input
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.demand import Demand, job_demand, worker_demand, worker_range
-from raydc.specs.jobs import AnyJobSpec, parse_job_spec
+from raydc.specs.jobs import AnyJobSpec, CompressSpec, parse_job_spec
 from raydc.specs.status import JobStatus, TerminationReason
 from raydc.specs.tenants import Quota
 from raydc.store.models import JobEventRow, JobRow, TenantRow, utcnow
@@ -43,6 +44,19 @@ def _check_code(session: Session, tenant: str, spec: AnyJobSpec, apps_dir: Path)
             raise InvalidInput.field(("code", "app"), f"unknown app '{spec.code.app}'")
     elif spec.code.ref is not None and not tenant_has_bundle(session, tenant, spec.code.ref):
         raise InvalidInput.field(("code", "ref"), f"no uploaded code '{spec.code.ref}'")
+
+
+def _resolve_parent(session: Session, tenant: str, spec: CompressSpec) -> str:
+    """The parent version a compress job names, as ``name:version`` (resolved once, at
+    submit, so a retry compresses the same one); its app must be the job's."""
+    parent = resolve_version(session, tenant, spec.model, ("model",))
+    if spec.code.app != parent.app:
+        raise InvalidInput.field(
+            ("code", "app"),
+            f"'{parent.ref}' was trained by app '{parent.app}'; compress it with that app's "
+            f"code (code: {{app: {parent.app}}})",
+        )
+    return parent.ref
 
 
 def _over_quota(quota: Quota, borrowable: Quota, demand: Demand) -> str | None:
@@ -127,6 +141,8 @@ def insert_submissions(
             tenant = tenants[name] if name in tenants else get_tenant(session, name)
             tenants[name] = tenant
             _check_code(session, tenant.name, spec, context.apps_dir)
+            if isinstance(spec, CompressSpec):
+                stored["model"] = _resolve_parent(session, tenant.name, spec)
             everyone = list_tenants(session) if everyone is None else everyone
             _check_can_ever_run(tenant.name, quota_of(tenant), borrowable(tenant, everyone),
                                 spec, min_workers, context.capacity)  # fmt: skip

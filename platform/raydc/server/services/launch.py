@@ -47,6 +47,7 @@ def build_launch(
     attempt: int,
     spec: dict[str, Any],
     workers: int | None = None,
+    parent_dir: str | None = None,
 ) -> LaunchRequest:
     sid = submission_id(job_id, attempt)
     code = spec["code"]
@@ -71,6 +72,8 @@ def build_launch(
     }
     if workers is not None:
         runtime_env["env_vars"][protocol.ENV_WORKERS] = str(workers)
+    if parent_dir is not None:
+        runtime_env["env_vars"][protocol.ENV_PARENT_MODEL_DIR] = parent_dir
     return LaunchRequest(
         submission_id=sid,
         entrypoint=protocol.ENTRYPOINT,

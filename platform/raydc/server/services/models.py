@@ -2,14 +2,64 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from raydc.security.rbac import Principal
-from raydc.server.errors import NotFound
-from raydc.store.models import ModelRow, ModelVersionRow
+from raydc.server.errors import InvalidInput, NotFound
+from raydc.specs.deployments import split_model_ref
+from raydc.store.models import VERSION_READY, VERSION_REJECTED, JobRow, ModelRow, ModelVersionRow
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    row: ModelVersionRow
+    ref: str  # name:version
+    app: str  # the bundled app whose code trained it
+
+
+def resolve_version(
+    session: Session, tenant: str, ref: str, field: tuple[str, ...]
+) -> ResolvedVersion:
+    """The tenant's model version ``ref`` names; a 422 naming ``field`` if there is none."""
+    name, number = split_model_ref(ref)
+    model = session.scalar(select(ModelRow).where(ModelRow.tenant == tenant, ModelRow.name == name))
+    if model is None:
+        raise InvalidInput.field(field, f"tenant '{tenant}' has no model '{name}'")
+    if number is None:  # the latest one a compression gate did not reject
+        number = session.scalar(
+            select(func.max(ModelVersionRow.version)).where(
+                ModelVersionRow.model_id == model.id, ModelVersionRow.status == VERSION_READY
+            )
+        )
+    version = session.scalar(
+        select(ModelVersionRow).where(
+            ModelVersionRow.model_id == model.id, ModelVersionRow.version == number
+        )
+    )
+    if version is None:
+        raise InvalidInput.field(field, f"model '{name}' has no version {number or ''}".strip())
+    if version.status == VERSION_REJECTED:
+        raise InvalidInput.field(
+            field, f"'{name}:{version.version}' was rejected by its compression gate: "
+            f"{version.status_reason}",
+        )  # fmt: skip
+    app = app_of(session, version)
+    if not app:
+        raise InvalidInput.field(
+            field, f"'{name}:{version.version}' was trained from uploaded code; only models "
+            "of bundled apps (code: {app: ...}) can be deployed or compressed so far",
+        )  # fmt: skip
+    return ResolvedVersion(version, f"{name}:{version.version}", app)
+
+
+def app_of(session: Session, version: ModelVersionRow) -> str | None:
+    """The bundled app whose code trained ``version`` (its predictor serves it), if any."""
+    job = session.get(JobRow, version.job_id)
+    return ((job.spec if job is not None else {}).get("code") or {}).get("app")
 
 
 def register_version(
@@ -20,10 +70,13 @@ def register_version(
     metrics: dict[str, Any],
     job_id: str,
     lineage: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
+    rejected_reason: str | None = None,
 ) -> ModelVersionRow:
     """Add the next version of ``name``; idempotent per job (a replayed completion).
 
-    ``lineage`` says what produced it (job, kind, the config it trained with, ...).
+    ``lineage`` says what produced it (job, kind, the config it trained with, ...); a
+    compress job adds its ``report``, and ``rejected_reason`` when its gate refused it.
     """
     existing = session.scalar(select(ModelVersionRow).where(ModelVersionRow.job_id == job_id))
     if existing is not None:
@@ -38,7 +91,8 @@ def register_version(
     )
     version = ModelVersionRow(
         model_id=model.id, version=(latest or 0) + 1, uri=uri, metrics=metrics, job_id=job_id,
-        lineage=lineage,
+        lineage=lineage, report=report, status_reason=rejected_reason,
+        status=VERSION_REJECTED if rejected_reason else VERSION_READY,
     )  # fmt: skip
     session.add(version)
     session.flush()
@@ -71,4 +125,21 @@ def list_versions(session: Session, principal: Principal, name: str) -> list[Mod
             .where(ModelVersionRow.model_id.in_([m.id for m in models]))
             .order_by(ModelVersionRow.model_id, ModelVersionRow.version)
         )
+    )
+
+
+def get_version(session: Session, principal: Principal, name: str, number: int) -> ModelVersionRow:
+    for version in list_versions(session, principal, name):
+        if version.version == number:
+            return version
+    raise NotFound(f"model '{name}' has no version {number}")
+
+
+def version_uri(session: Session, tenant: str, ref: str) -> str | None:
+    """Where the tenant's version ``name:version`` is stored, or None if it is gone."""
+    name, number = split_model_ref(ref)
+    return session.scalar(
+        select(ModelVersionRow.uri)
+        .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+        .where(ModelRow.tenant == tenant, ModelRow.name == name, ModelVersionRow.version == number)
     )
