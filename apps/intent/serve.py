@@ -14,8 +14,8 @@ import torch
 
 from raydc.workloads.context import load_checkpoint_dir
 
+from .compress import load_inference_model
 from .encoder import load_tokenizer, tokenize
-from .train import load_model
 
 # Inputs per forward pass. A batch is sorted by length and run in passes of this many,
 # each padded only to its own longest text: for a batch of 32 chat messages that was
@@ -42,7 +42,7 @@ class Predictor:
         state = load_checkpoint_dir(checkpoint_dir)
         self.labels: list[str] = list(state["labels"])
         self.epoch: int = state["epoch"]
-        self.model = load_model(state)
+        self.model = load_inference_model(checkpoint_dir)
         self.tokenizer = load_tokenizer()
 
     def predict(self, inputs: list[Any]) -> list[Any]:

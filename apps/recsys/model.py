@@ -37,6 +37,8 @@ class NeuMF(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits for aligned ``users`` and ``items`` of any (equal) shape."""
+        # Broadcast views are not contiguous; torch's int8 embedding needs them to be.
+        users, items = users.contiguous(), items.contiguous()
         gmf = self.gmf_user(users) * self.gmf_item(items)
         pair = torch.cat([self.mlp_user(users), self.mlp_item(items)], dim=-1)
         mlp = torch.relu(self.mlp_hidden(self.dropout(torch.relu(self.mlp_in(pair)))))

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from raydc.workloads.compress_ops import is_compressed, load_compressed
 from raydc.workloads.context import load_checkpoint_dir
 
 from .train import load_model
@@ -72,7 +73,13 @@ class Predictor:
 
     def __init__(self, checkpoint_dir: str) -> None:
         state = load_checkpoint_dir(checkpoint_dir)
-        self.model = load_model(state)
+        compressed = is_compressed(checkpoint_dir)
+        self.model = load_compressed(checkpoint_dir) if compressed else load_model(state)
+        # score_all reads float weights directly; an int8 model scores the pairs instead.
+        self.pairwise = any(
+            type(module).__module__.startswith("torch.ao.nn.quantized")
+            for module in self.model.modules()
+        )
         self.num_users = self.model.num_users
         self.num_items = self.model.num_items
         self.default_k = int(state.get("top_k", 10))
@@ -89,11 +96,19 @@ class Predictor:
         if not requests:
             return []
         users = torch.tensor([request.user for request in requests])
-        probabilities = torch.sigmoid(self.model.score_all(users))  # one pass for the batch
+        probabilities = torch.sigmoid(self._score_all(users))  # one pass for the batch
         return [
             self._top_k(request, row, self.seen[request.user])
             for request, row in zip(requests, probabilities, strict=True)
         ]
+
+    def _score_all(self, users: torch.Tensor) -> torch.Tensor:
+        if not self.pairwise:
+            return self.model.score_all(users)  # type: ignore[no-any-return]
+        items = torch.arange(self.num_items)
+        return self.model(  # type: ignore[no-any-return]
+            users[:, None].expand(-1, self.num_items), items[None, :].expand(len(users), -1)
+        )
 
     @staticmethod
     def _top_k(request: _Request, scores: torch.Tensor, seen: torch.Tensor) -> dict[str, list[Any]]:

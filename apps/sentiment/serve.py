@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raydc.workloads.compress_ops import is_compressed, load_compressed
 from raydc.workloads.context import load_checkpoint_dir
 
 from .data import LABELS
@@ -28,7 +29,10 @@ class Predictor:
             raise ValueError(
                 f"checkpoint labels {state['labels']} differ from this code's {LABELS}"
             )
-        self.model = load_model(state)
+        # A compressed version (kind: compress) is saved whole; a trained one as weights.
+        self.model = (
+            load_compressed(checkpoint_dir) if is_compressed(checkpoint_dir) else load_model(state)
+        )
         self.vocab: dict[str, int] = state["vocab"]
 
     def predict(self, inputs: list[Any]) -> list[str]:

@@ -15,9 +15,9 @@ from torch.ao.nn import quantized as nnq
 from torch.ao.nn.quantized import dynamic as nnqd
 
 from raydc.specs.compression import DistillStep, Gate, PruneStep, QuantizeStep
+from raydc.workloads import compress_ops
 from raydc.workloads.compress_distill import distill_loss
 from raydc.workloads.compress_measure import compare, count_params, measure, serialized_size
-from raydc.workloads import compress_ops
 from raydc.workloads.compress_ops import (
     Batch,
     Inputs,
@@ -248,3 +248,15 @@ def test_a_saved_model_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     assert is_compressed(target) and not (tmp_path / "out.partial").exists()
     with pytest.raises(FileExistsError):
         save_compressed(target, Toy(), {}, {})
+
+
+def test_binary_scores_distill_against_the_teachers_probability() -> None:
+    torch.manual_seed(0)
+    student, teacher = torch.randn(16), torch.randn(16)
+    labels = torch.randint(0, 2, (16,)).float()
+    soft = DistillStep(type="distill", temperature=2.0, alpha=1.0)
+    assert distill_loss(teacher, teacher, labels, soft) == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(student, teacher, labels, soft) > 0
+    hard = DistillStep(type="distill", alpha=0.0)
+    expected = nn.functional.binary_cross_entropy_with_logits(student, labels)
+    assert distill_loss(student, teacher, labels, hard) == pytest.approx(float(expected))

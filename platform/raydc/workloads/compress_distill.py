@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from raydc.specs.compression import DistillStep
 from raydc.specs.jobs import CompressSpec
-from raydc.workloads.compress_ops import Compressible, save_compressed
+from raydc.workloads.compress_ops import Compressible, save_compressed, task_loss
 from raydc.workloads.context import load_state, report, world_rank, world_size
 from raydc.workloads.entrypoints import resolve_entrypoint
 from raydc.workloads.loops import unwrap
@@ -29,14 +29,22 @@ from raydc.workloads.train import scaling_config
 def distill_loss(
     student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, step: DistillStep
 ) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher || student at temperature T) + (1 - alpha) * CE(labels)."""
+    """alpha * T^2 * KL(teacher || student at temperature T) + (1 - alpha) * task loss.
+
+    Logits of shape (batch, classes) are softmaxed; one logit per example (a binary
+    score, as a recommender's) is a Bernoulli: the KL becomes binary cross-entropy
+    against the teacher's probability.
+    """
     t = step.temperature
-    soft = F.kl_div(
-        F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
-        reduction="batchmean", log_target=True,
-    ) * (t * t)  # fmt: skip
-    hard = F.cross_entropy(student, labels)
-    return step.alpha * soft + (1 - step.alpha) * hard
+    if student.dim() == 1:
+        soft = F.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t))
+        soft = soft - F.binary_cross_entropy_with_logits(teacher / t, torch.sigmoid(teacher / t))
+    else:
+        soft = F.kl_div(
+            F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
+            reduction="batchmean", log_target=True,
+        )  # fmt: skip
+    return step.alpha * soft * (t * t) + (1 - step.alpha) * task_loss(student, labels)
 
 
 def load_app(entrypoint: str, config: dict[str, Any]) -> Compressible:

@@ -121,11 +121,14 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
 
 # -- quantization -----------------------------------------------------------------------
 def _big_embeddings(model: nn.Module) -> list[str]:
+    """Tables worth quantizing. An EmbeddingBag with a padding_idx stays float: torch's
+    int8 bag would average the padding rows in, which the float one leaves out."""
     return [
         name
         for name, module in model.named_modules()
         if isinstance(module, nn.Embedding | nn.EmbeddingBag)
         and module.num_embeddings >= MIN_QUANTIZED_EMBEDDING_ROWS
+        and not (isinstance(module, nn.EmbeddingBag) and module.padding_idx is not None)
     ]
 
 
@@ -292,6 +295,14 @@ def prune_model(model: nn.Module, step: PruneStep, app: Compressible) -> nn.Modu
     return model.eval()
 
 
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for (batch, classes) logits; binary cross-entropy for one logit per
+    example with 0/1 labels (a recommender's interaction score)."""
+    if logits.dim() == 1:
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+    return nn.functional.cross_entropy(logits, labels)
+
+
 def finetune(model: nn.Module, app: Compressible, epochs: int, lr: float, batch_size: int) -> None:
     """Cross-entropy on the app's training data; pruning masks, if any, stay applied."""
     if epochs == 0:
@@ -301,7 +312,7 @@ def finetune(model: nn.Module, app: Compressible, epochs: int, lr: float, batch_
     for epoch in range(1, epochs + 1):
         for inputs, labels in app.train_batches(batch_size, seed=epoch, rank=0, world=1):
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(*inputs), labels)
+            loss = task_loss(model(*inputs), labels)
             loss.backward()
             optimizer.step()
     model.eval()
