@@ -1,0 +1,103 @@
+"""Compression of the intent model, through ``kind: compress`` jobs (issue #5).
+
+A local Ray head and a `raydc server` process pointed at it; the intent app trained
+from its train.yaml (``--epochs``); then three compress jobs, one after another, each
+on one worker of 1 CPU (so parent and child are timed on one thread, one model at a
+time, in the job's own measurement task):
+
+(a) dynamic int8 (apps/intent/compress.yaml);
+(b) 50% global unstructured magnitude pruning with ``--prune-finetune`` epochs of
+    fine-tuning;
+(c) distillation into a student of ``--student-layers`` layers (SVD-factorized
+    embeddings, rank 48) for ``--distill-epochs`` epochs.
+
+Each job's report gives parent and child: parameters, serialized bytes, CPU latency
+p50 at batch 1 and 32, held-out accuracy. Targets: int8 >= 2.5x smaller, >= 1.5x lower
+batch-1 latency, <= 1 point accuracy drop; pruning <= 1 point drop; the student >= 4x
+fewer parameters, <= 3 points drop, >= 3x lower batch-1 latency. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from _serving import APPS_DIR, ServingBench, dump
+
+
+def compress(bench: ServingBench, name: str, steps: list[dict[str, Any]],
+             gate: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    spec = yaml.safe_load((APPS_DIR / "intent" / "compress.yaml").read_text())
+    spec.update(name=name, steps=steps, gate=gate, max_retries=0)
+    started = time.perf_counter()
+    job = bench.member.submit_job(spec)
+    done = bench.member.wait(job["id"], timeout_s=3600, poll_s=2.0)
+    if done["status"] != "SUCCEEDED":
+        raise RuntimeError(f"{name} ended {done['status']}: {done['error']}")
+    report = done["result"]["report"]
+    keys = ("params", "size_bytes", "sparsity", "latency_ms_b1_p50", "latency_ms_b1_p95",
+            "latency_ms_b32_p50", "metric")  # fmt: skip
+    return {
+        "model": done["result"]["model"],
+        "steps": steps,
+        "parent": {k: report["parent"][k] for k in keys},
+        "child": {k: report["child"][k] for k in keys},
+        "ratios": report["ratios"],
+        "accuracy_drop_points": report["metric_drop_points"],
+        "accepted": report["accepted"],
+        "rejected_reason": report["rejected_reason"],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=5, help="training the parent")
+    parser.add_argument("--prune-finetune", type=int, default=1)
+    parser.add_argument("--student-layers", type=int, default=1)
+    parser.add_argument("--distill-epochs", type=int, default=6)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as scratch, ServingBench(Path(scratch)) as bench:
+        parent = bench.train("intent", {"epochs": args.epochs}, timeout_s=900)
+        int8 = compress(bench, "intent-int8", [{"type": "quantize", "method": "dynamic"}],
+                        {"max_accuracy_drop": 1.0, "min_speedup": 1.5})  # fmt: skip
+        pruned = compress(bench, "intent-pruned", [
+            {"type": "prune", "method": "unstructured", "sparsity": 0.5,
+             "finetune_epochs": args.prune_finetune, "lr": 5e-5},
+        ], {"max_accuracy_drop": 1.0})  # fmt: skip
+        student = compress(bench, "intent-student", [
+            {"type": "distill", "student": {"layers": args.student_layers, "embedding_rank": 48},
+             "epochs": args.distill_epochs, "lr": 5e-4},
+        ], {"max_accuracy_drop": 3.0, "min_speedup": 3.0})  # fmt: skip
+    met = {
+        "int8_size": int8["ratios"]["size"] >= 2.5,
+        "int8_latency_b1": int8["ratios"]["latency_b1"] >= 1.5,
+        "int8_accuracy": int8["accuracy_drop_points"] <= 1.0,
+        "pruned_sparsity": abs(pruned["child"]["sparsity"] - 0.5) < 1e-3,
+        "pruned_accuracy": pruned["accuracy_drop_points"] <= 1.0,
+        "student_params": student["ratios"]["params"] >= 4.0,
+        "student_accuracy": student["accuracy_drop_points"] <= 3.0,
+        "student_latency_b1": student["ratios"]["latency_b1"] >= 3.0,
+    }
+    dump({
+        "benchmark": "compress_intent",
+        "parent": parent,
+        "int8": int8,
+        "pruned": pruned,
+        "student": student,
+        "met": met,
+        "loadavg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "wall_s": round(time.perf_counter() - started, 1),
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
