@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from raydc.workloads.compress_ops import Batch, Inputs, is_compressed, load_compressed
+from raydc.workloads.compress_ops import (
+    Batch,
+    Inputs,
+    check_student_options,
+    checkpoint_metadata,
+    is_compressed,
+    load_compressed,
+)
 from raydc.workloads.context import load_checkpoint_dir
 from raydc.workloads.loops import config_from_dict, shard
 
@@ -29,8 +36,6 @@ from .encoder import EncoderLayer, load_tokenizer, tokenize
 from .model import IntentModel, IntentStudent
 from .train import load_model
 
-# What a checkpoint's state holds besides metadata: weights and optimizer.
-_WEIGHTS = ("model", "optimizer")
 DEFAULT_STUDENT_LAYERS = 2
 DEFAULT_EMBEDDING_RANK = 48
 
@@ -78,8 +83,7 @@ class Compression:
         return model
 
     def metadata(self, directory: str) -> dict[str, Any]:
-        state = load_checkpoint_dir(directory)
-        return {key: value for key, value in state.items() if key not in _WEIGHTS}
+        return checkpoint_metadata(directory)
 
     def _inputs(self, texts: list[str]) -> Inputs:
         return tokenize(self.tokenizer, texts)
@@ -122,12 +126,7 @@ class Compression:
             raise ValueError(
                 f"a student is built from a trained intent model, not {type(teacher).__name__}"
             )
-        unknown = set(options) - {"layers", "embedding_rank"}
-        if unknown:
-            raise ValueError(
-                f"unknown student options: {sorted(unknown)} (this app takes 'layers' and "
-                "'embedding_rank')"
-            )
+        check_student_options(options, ("layers", "embedding_rank"))
         total = len(teacher.encoder.layers) + len(teacher.classifier.layers)
         layers = options.get("layers", DEFAULT_STUDENT_LAYERS)
         if not isinstance(layers, int) or not 1 <= layers <= total:

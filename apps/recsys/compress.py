@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from raydc.workloads.compress_ops import Batch, Inputs, is_compressed, load_compressed
+from raydc.workloads.compress_ops import (
+    Batch,
+    Inputs,
+    check_student_options,
+    checkpoint_metadata,
+    is_compressed,
+    load_compressed,
+)
 from raydc.workloads.context import load_checkpoint_dir
 from raydc.workloads.loops import config_from_dict, shard
 
@@ -29,8 +36,6 @@ from .data import DataConfig, Split, make_split
 from .engine import evaluate, make_training_batches
 from .model import NeuMF
 from .train import load_model
-
-_WEIGHTS = ("model", "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +69,7 @@ class Compression:
         return load_compressed(directory) if is_compressed(directory) else load_model(state)
 
     def metadata(self, directory: str) -> dict[str, Any]:
-        state = load_checkpoint_dir(directory)
-        return {key: value for key, value in state.items() if key not in _WEIGHTS}
+        return checkpoint_metadata(directory)
 
     def evaluate(self, model: nn.Module) -> float:
         return float(evaluate(model, self.split(), self.top_k).hit_rate)
@@ -92,10 +96,7 @@ class Compression:
             raise ValueError(
                 f"a student is built from a trained NeuMF, not {type(teacher).__name__}"
             )
-        unknown = set(options) - {"embed_dim", "hidden_dim"}
-        if unknown:
-            raise ValueError(f"unknown student options: {sorted(unknown)} (this app takes "
-                             "'embed_dim' and 'hidden_dim')")  # fmt: skip
+        check_student_options(options, ("embed_dim", "hidden_dim"))
         sizes = {
             "embed_dim": options.get("embed_dim", max(1, teacher.embed_dim // 2)),
             "hidden_dim": options.get("hidden_dim", max(2, teacher.mlp_in.out_features // 2)),

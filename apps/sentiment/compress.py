@@ -19,15 +19,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from raydc.workloads.compress_ops import Batch, Inputs, is_compressed, load_compressed
+from raydc.workloads.compress_ops import (
+    Batch,
+    Inputs,
+    check_student_options,
+    checkpoint_metadata,
+    is_compressed,
+    load_compressed,
+)
 from raydc.workloads.context import load_checkpoint_dir
 from raydc.workloads.loops import shard
 
 from .engine import PreparedData, encode_examples, prepare_data
 from .model import SentimentClassifier, collate
 from .train import EVAL_BATCH_SIZE, TrainConfig, load_model
-
-_WEIGHTS = ("model", "optimizer")
 
 
 class Compression:
@@ -56,8 +61,7 @@ class Compression:
         return load_compressed(directory) if is_compressed(directory) else load_model(state)
 
     def metadata(self, directory: str) -> dict[str, Any]:
-        state = load_checkpoint_dir(directory)
-        return {key: value for key, value in state.items() if key not in _WEIGHTS}
+        return checkpoint_metadata(directory)
 
     def _encoded(self, examples: list[tuple[str, int]]) -> Batch:
         ids, offsets, labels = collate(encode_examples(examples, self.data().vocab))
@@ -96,10 +100,7 @@ class Compression:
             raise ValueError(
                 f"a student is built from a trained classifier, not {type(teacher).__name__}"
             )
-        unknown = set(options) - {"embed_dim", "hidden_dim"}
-        if unknown:
-            raise ValueError(f"unknown student options: {sorted(unknown)} (this app takes "
-                             "'embed_dim' and 'hidden_dim')")  # fmt: skip
+        check_student_options(options, ("embed_dim", "hidden_dim"))
         sizes = {
             "embed_dim": options.get("embed_dim", max(1, teacher.embedding.embedding_dim // 2)),
             "hidden_dim": options.get("hidden_dim", max(1, teacher.hidden.out_features // 2)),

@@ -119,6 +119,20 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def checkpoint_metadata(directory: str | Path) -> dict[str, Any]:
+    """A version's state file without its weights and optimizer: the metadata an app
+    carries from parent to child (labels, vocabulary, data config, ...)."""
+    state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+    return {key: value for key, value in state.items() if key not in ("model", "optimizer")}
+
+
+def check_student_options(options: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = set(options) - set(allowed)
+    if unknown:
+        takes = " and ".join(repr(name) for name in allowed)
+        raise ValueError(f"unknown student options: {sorted(unknown)} (this app takes {takes})")
+
+
 # -- quantization -----------------------------------------------------------------------
 def _big_embeddings(model: nn.Module) -> list[str]:
     """Tables worth quantizing. An EmbeddingBag with a padding_idx stays float: torch's
