@@ -8,8 +8,8 @@ time, in the job's own measurement task):
 (a) dynamic int8 (apps/intent/compress.yaml);
 (b) 50% global unstructured magnitude pruning with ``--prune-finetune`` epochs of
     fine-tuning;
-(c) distillation into a student of ``--student-layers`` layers (SVD-factorized
-    embeddings, rank 48) for ``--distill-epochs`` epochs.
+(c) distillation into a student of ``--student-layers`` layers (1; SVD-factorized
+    embeddings of rank ``--embedding-rank``, 96) for ``--distill-epochs`` epochs (8).
 
 Each job's report gives parent and child: parameters, serialized bytes, CPU latency
 p50 at batch 1 and 32, held-out accuracy. Targets: int8 >= 2.5x smaller, >= 1.5x lower
@@ -31,10 +31,10 @@ import yaml
 from _serving import APPS_DIR, ServingBench, dump
 
 
-def compress(bench: ServingBench, name: str, steps: list[dict[str, Any]],
+def compress(bench: ServingBench, parent: str, name: str, steps: list[dict[str, Any]],
              gate: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     spec = yaml.safe_load((APPS_DIR / "intent" / "compress.yaml").read_text())
-    spec.update(name=name, steps=steps, gate=gate, max_retries=0)
+    spec.update(name=name, model=parent, steps=steps, gate=gate, max_retries=0)
     started = time.perf_counter()
     job = bench.member.submit_job(spec)
     done = bench.member.wait(job["id"], timeout_s=3600, poll_s=2.0)
@@ -61,20 +61,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="training the parent")
     parser.add_argument("--prune-finetune", type=int, default=1)
     parser.add_argument("--student-layers", type=int, default=1)
-    parser.add_argument("--distill-epochs", type=int, default=6)
+    parser.add_argument("--embedding-rank", type=int, default=96)
+    parser.add_argument("--distill-epochs", type=int, default=8)
     args = parser.parse_args()
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch, ServingBench(Path(scratch)) as bench:
         parent = bench.train("intent", {"epochs": args.epochs}, timeout_s=900)
-        int8 = compress(bench, "intent-int8", [{"type": "quantize", "method": "dynamic"}],
+        int8 = compress(bench, parent["model"], "intent-int8",
+                        [{"type": "quantize", "method": "dynamic"}],
                         {"max_accuracy_drop": 1.0, "min_speedup": 1.5})  # fmt: skip
-        pruned = compress(bench, "intent-pruned", [
+        pruned = compress(bench, parent["model"], "intent-pruned", [
             {"type": "prune", "method": "unstructured", "sparsity": 0.5,
              "finetune_epochs": args.prune_finetune, "lr": 5e-5},
         ], {"max_accuracy_drop": 1.0})  # fmt: skip
-        student = compress(bench, "intent-student", [
-            {"type": "distill", "student": {"layers": args.student_layers, "embedding_rank": 48},
+        student = compress(bench, parent["model"], "intent-student", [
+            {"type": "distill",
+             "student": {"layers": args.student_layers, "embedding_rank": args.embedding_rank},
              "epochs": args.distill_epochs, "lr": 5e-4},
         ], {"max_accuracy_drop": 3.0, "min_speedup": 3.0})  # fmt: skip
     met = {

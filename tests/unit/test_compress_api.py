@@ -151,6 +151,23 @@ def test_a_rejected_child_is_kept_but_never_deployed(
     assert response.status_code == 422 and "rejected" in response.text
 
 
+def test_an_int8_version_is_not_compressed_again(
+    api: TestClient, control_plane: ControlPlane
+) -> None:
+    trained(api, control_plane, ADMIN)
+    job = api.post("/v1/jobs", json=compress_spec(), headers=ADMIN).json()
+    assert finish(control_plane, job["id"], accepted=True)["result"]["model"] == "sentiment:2"
+    prune = compress_spec(steps=[{"type": "prune", "sparsity": 0.5}])
+    response = api.post("/v1/jobs", json=prune, headers=ADMIN)  # "sentiment" = sentiment:2
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "model"]
+    assert "'sentiment:2' is int8 (its last step was quantize)" in response.text
+    assert (
+        api.post("/v1/jobs", json={**prune, "model": "sentiment:1"}, headers=ADMIN).status_code
+        == 201
+    )
+
+
 def test_a_version_is_read_by_number_and_only_by_its_tenant(
     api: TestClient, control_plane: ControlPlane
 ) -> None:

@@ -75,11 +75,13 @@ def test_a_student_is_four_times_smaller_and_starts_from_the_teacher(
     app: compress.Compression, parent_dir: str
 ) -> None:
     teacher = app.load(parent_dir)
-    student = app.student(teacher, {"layers": 2})
-    assert isinstance(student, IntentStudent) and len(student.layers) == 2
+    student = app.student(teacher, {})  # one layer, embeddings at rank 96
+    assert isinstance(student, IntentStudent) and len(student.layers) == 1
     assert count_params(teacher) >= 4 * count_params(student)
-    # Layers 3 and 6 of the teacher's stack, copied.
-    assert torch.equal(student.layers[1].ffn_in.weight, teacher.encoder.layers[5].ffn_in.weight)
+    # The top layer of the teacher's stack, copied.
+    assert torch.equal(student.layers[0].ffn_in.weight, teacher.encoder.layers[5].ffn_in.weight)
+    two = app.student(teacher, {"layers": 2, "embedding_rank": 48})  # layers 3 and 6
+    assert torch.equal(two.layers[0].ffn_in.weight, teacher.encoder.layers[2].ffn_in.weight)
     with torch.inference_mode():
         logits = student(*app.example_inputs(4))
     assert logits.shape == (4, len(small_dataset().labels))

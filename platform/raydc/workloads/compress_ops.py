@@ -245,7 +245,7 @@ def prune_unstructured(model: nn.Module, amount: float) -> list[tuple[nn.Module,
         (m, "weight") for m in model.modules() if isinstance(m, nn.Linear)
     ]
     if not targets:
-        raise ValueError("the model has no Linear layer to prune")
+        raise ValueError("the model has no float Linear layer to prune (an int8 one cannot be)")
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
     return targets
 

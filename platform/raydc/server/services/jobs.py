@@ -50,6 +50,12 @@ def _resolve_parent(session: Session, tenant: str, spec: CompressSpec) -> str:
     """The parent version a compress job names, as ``name:version`` (resolved once, at
     submit, so a retry compresses the same one); its app must be the job's."""
     parent = resolve_version(session, tenant, spec.model, ("model",))
+    made_by = [step.get("type") for step in (parent.row.lineage or {}).get("steps") or []]
+    if made_by and made_by[-1] == "quantize":
+        raise InvalidInput.field(
+            ("model",), f"'{parent.ref}' is int8 (its last step was quantize): torch cannot "
+            "prune, distill or quantize it again; compress its float parent instead",
+        )  # fmt: skip
     if spec.code.app != parent.app:
         raise InvalidInput.field(
             ("code", "app"),
