@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.raydc-installed
 
-.PHONY: setup run test test-sqlite test-postgres lint typecheck unit integration e2e bench bench-serve bench-tune bench-cluster clean
+.PHONY: setup run test test-sqlite test-postgres lint typecheck unit integration e2e bench bench-serve bench-tune bench-compress bench-cluster clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ bench-serve: setup
 # ASHA against the same search without early stopping (issue #4), ~40 min.
 bench-tune: setup
 	$(BIN)/python benchmarks/tune_asha.py
+
+# Quantize, prune and distill the intent model through compress jobs (issue #5).
+bench-compress: setup
+	$(BIN)/python benchmarks/compress_intent.py
 
 # Scale-up and node-loss recovery on the local autoscaling cluster (issue #6).
 bench-cluster: setup
