@@ -349,16 +349,20 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> Non
     console.print(report_table(report))
 
 
+def _cell(value: Any) -> str:
+    return "" if value is None else _value_text(value)
+
+
 def report_table(report: dict[str, Any]) -> Table:
     """Parent, child and parent/child ratio (above 1: the child is smaller or faster)."""
     parent, child, ratios = report["parent"], report["child"], report.get("ratios") or {}
     table = Table("", "PARENT", "CHILD", "RATIO")
     for key, label, ratio in REPORT_ROWS:
         value = ratios.get(ratio) if ratio else None
-        table.add_row(label, _value_text(parent.get(key)), _value_text(child.get(key)),
+        table.add_row(label, _cell(parent.get(key)), _cell(child.get(key)),
                       f"{value:g}x" if isinstance(value, int | float) else "")  # fmt: skip
     drop = report.get("metric_drop_points")
-    change = f"{-drop:+g} points" if isinstance(drop, int | float) else ""
+    change = f"{0.0 - drop:+g} points" if isinstance(drop, int | float) else ""
     table.add_row(report.get("metric_name", "metric"), _value_text(parent.get("metric")),
                   _value_text(child.get("metric")), change)  # fmt: skip
     return table

@@ -64,6 +64,12 @@ def test_a_user_session_through_the_cli(server: Server, tmp_path: Path) -> None:
     assert f"raydc: job {job_id} finished" in logs.stdout
     models = server.cli("models", "list", token=member)
     assert "e2e-toy" in models.stdout
+    shown = server.cli("models", "show", "e2e-toy:1", token=member)
+    assert shown.returncode == 0, shown.stderr
+    assert f"e2e-toy:1  READY  made by train {job_id}" in shown.stdout
+    assert "metrics: " in shown.stdout
+    unversioned = server.cli("models", "show", "e2e-toy", token=member)
+    assert unversioned.returncode == 1 and "give NAME:VERSION" in unversioned.stderr
     events = server.cli("jobs", "events", job_id, token=member)
     assert "RUNNING" in events.stdout and "SUCCEEDED" in events.stdout
     viewer_denied = server.cli("tenants", "list", token=member)

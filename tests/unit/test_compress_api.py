@@ -177,3 +177,18 @@ def test_a_version_is_read_by_number_and_only_by_its_tenant(
     make_tenant(api, "other")
     other = make_token(api, "other")
     assert api.get("/v1/models/sentiment/versions/1", headers=other).status_code == 404
+
+
+def test_the_cli_prints_a_report_as_a_table() -> None:
+    from rich.console import Console
+
+    from raydc.cli import report_table
+
+    console = Console(width=120, record=True)
+    console.print(report_table(report(accepted=True)))
+    text = console.export_text()
+    assert "PARENT" in text and "CHILD" in text and "RATIO" in text
+    size_row = next(line for line in text.splitlines() if "size (bytes)" in line)
+    assert "40" in size_row and "10" in size_row and "4x" in size_row
+    accuracy_row = next(line for line in text.splitlines() if "accuracy" in line)
+    assert "0.9" in accuracy_row and "+0 points" in accuracy_row
