@@ -95,7 +95,14 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.RemoteProtocolError:
+            # A pooled keep-alive connection the server closed just as it was reused:
+            # nothing reached the handler. Only a read is safe to send again.
+            if method != "GET":
+                raise
+            response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")

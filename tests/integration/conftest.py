@@ -92,7 +92,12 @@ class Api:
         return response.json()  # type: ignore[no-any-return]
 
     def job(self, job_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/v1/jobs/{job_id}")
+        try:
+            response = self.http.get(f"/v1/jobs/{job_id}")
+        except httpx.RemoteProtocolError:
+            # The server closed its idle keep-alive connection as this poll reused it
+            # (seen once, on a loaded machine): a read, so send it again.
+            response = self.http.get(f"/v1/jobs/{job_id}")
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
