@@ -52,12 +52,10 @@ class CompressConfig:
             )
 
 
-def load_inference_model(directory: str) -> nn.Module:
+def load_inference_model(directory: str, state: dict[str, Any]) -> nn.Module:
     """A version's whole model in eval mode: a compressed one as saved, a trained one
-    rebuilt from its checkpoint and the pretrained encoder."""
-    if is_compressed(directory):
-        return load_compressed(directory)
-    return load_model(load_checkpoint_dir(directory))
+    rebuilt from its checkpoint's ``state`` and the pretrained encoder."""
+    return load_compressed(directory) if is_compressed(directory) else load_model(state)
 
 
 class Compression:
@@ -76,8 +74,9 @@ class Compression:
         return self._data
 
     def load(self, directory: str) -> nn.Module:
-        model = load_inference_model(directory)
-        labels = load_checkpoint_dir(directory)["labels"]
+        state = load_checkpoint_dir(directory)
+        model = load_inference_model(directory, state)
+        labels = state["labels"]
         if labels != self.data().labels:
             # The label order fixes what each logit means; this app's data sorts them.
             self._data = load_dataset(labels=labels)

@@ -42,7 +42,7 @@ class Predictor:
         state = load_checkpoint_dir(checkpoint_dir)
         self.labels: list[str] = list(state["labels"])
         self.epoch: int = state["epoch"]
-        self.model = load_inference_model(checkpoint_dir)
+        self.model = load_inference_model(checkpoint_dir, state)
         self.tokenizer = load_tokenizer()
 
     def predict(self, inputs: list[Any]) -> list[Any]:

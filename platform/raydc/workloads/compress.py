@@ -26,7 +26,6 @@ from raydc.workloads.compress_ops import (
     is_compressed,
     prune_model,
     quantize,
-    read_meta,
     save_compressed,
 )
 
@@ -63,7 +62,6 @@ def run_step(spec_json: dict[str, Any], index: int, source: str, out_dir: str) -
     app = load_app(spec.entrypoint, spec.config)
     model = app.load(source)
     meta: dict[str, Any] = {"steps": step_records(spec, index + 1)}
-    inherited = read_meta(source).get("quantized_engine")
     if isinstance(step, QuantizeStep):
         calibration = (
             app.calibration_inputs(step.calibration_batches) if step.method == "static" else []
@@ -72,8 +70,6 @@ def run_step(spec_json: dict[str, Any], index: int, source: str, out_dir: str) -
         meta["quantized_engine"] = torch.backends.quantized.engine
     elif isinstance(step, PruneStep):
         model = prune_model(model, step, app)
-    if inherited and "quantized_engine" not in meta:
-        meta["quantized_engine"] = inherited
     save_compressed(Path(out_dir), model, meta, app.metadata(source))
     return meta
 

@@ -129,10 +129,19 @@ def list_versions(session: Session, principal: Principal, name: str) -> list[Mod
 
 
 def get_version(session: Session, principal: Principal, name: str, number: int) -> ModelVersionRow:
-    for version in list_versions(session, principal, name):
-        if version.version == number:
-            return version
-    raise NotFound(f"model '{name}' has no version {number}")
+    """Version ``number`` of a visible model ``name`` (an admin: the first tenant's)."""
+    query = (
+        select(ModelVersionRow)
+        .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+        .where(ModelRow.name == name, ModelVersionRow.version == number)
+        .order_by(ModelRow.tenant)
+    )
+    if not principal.is_admin:
+        query = query.where(ModelRow.tenant == principal.tenant)
+    version = session.scalars(query).first()
+    if version is None:
+        raise NotFound(f"model '{name}' has no version {number}")
+    return version
 
 
 def version_uri(session: Session, tenant: str, ref: str) -> str | None:
