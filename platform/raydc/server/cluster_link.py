@@ -49,9 +49,12 @@ class ClusterLink:
                 info = head.start()
                 self._head = head
                 cluster = RayCluster(info.dashboard_url, head.token)
-            self._cluster = cluster
-            self._next_refresh = 0.0
             self.last_error = None
+            # Read the nodes before anyone sees the link connected, so that "connected"
+            # comes with the cluster's size (a failed read is retried on refresh).
+            self._read_nodes(cluster)
+            self._next_refresh = 0.0
+            self._cluster = cluster
             log.info("connected to Ray at %s", cluster.dashboard_url)
             return cluster
 
@@ -69,17 +72,20 @@ class ClusterLink:
         if cluster is None or time.monotonic() < self._next_refresh:
             return
         self._next_refresh = time.monotonic() + every_s
+        if not self._read_nodes(cluster) and self._head is not None and not self._head.running():
+            self.disconnect("the local Ray head exited")
+
+    def _read_nodes(self, cluster: RayCluster) -> bool:
         try:
             nodes = cluster.nodes()
         except Exception as error:
             log.warning("cannot list Ray nodes: %s", error)
             self.last_error = f"cannot list Ray nodes: {error}"
-            if self._head is not None and not self._head.running():
-                self.disconnect("the local Ray head exited")
-            return
+            return False
         self.nodes = nodes
         # A head that just started lists no node yet: its size is unknown, not zero.
         self.capacity = capacity_of(nodes) if any(n.alive for n in nodes) else None
+        return True
 
     def close(self) -> None:
         with self._lock:
