@@ -9,7 +9,9 @@ time, in the job's own measurement task):
 (b) 50% global unstructured magnitude pruning with ``--prune-finetune`` epochs of
     fine-tuning;
 (c) distillation into a student of ``--student-layers`` layers (1; SVD-factorized
-    embeddings of rank ``--embedding-rank``, 96) for ``--distill-epochs`` epochs (8).
+    embeddings of rank ``--embedding-rank``, 96) for ``--distill-epochs`` epochs (8);
+(d) structured pruning of half the attention heads of every layer, with the same
+    fine-tune as (b) (no target in the issue: its figures are recorded, not judged).
 
 Each job's report gives parent and child: parameters, serialized bytes, CPU latency
 p50 at batch 1 and 32, held-out accuracy. Targets: int8 >= 2.5x smaller, >= 1.5x lower
@@ -80,6 +82,10 @@ def main() -> None:
              "student": {"layers": args.student_layers, "embedding_rank": args.embedding_rank},
              "epochs": args.distill_epochs, "lr": 5e-4},
         ], {"max_accuracy_drop": 3.0, "min_speedup": 3.0})  # fmt: skip
+        heads = compress(bench, parent["model"], "intent-heads", [
+            {"type": "prune", "method": "structured", "target": "heads", "sparsity": 0.5,
+             "finetune_epochs": args.prune_finetune, "lr": 5e-5},
+        ], {"max_accuracy_drop": 1.0})  # fmt: skip
     met = {
         "int8_size": int8["ratios"]["size"] >= 2.5,
         "int8_latency_b1": int8["ratios"]["latency_b1"] >= 1.5,
@@ -96,6 +102,7 @@ def main() -> None:
         "int8": int8,
         "pruned": pruned,
         "student": student,
+        "heads": heads,
         "met": met,
         "loadavg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "wall_s": round(time.perf_counter() - started, 1),

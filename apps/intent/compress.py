@@ -6,7 +6,7 @@ holds in memory. Its metric is accuracy on the held-out split. A student
 (``student: {layers: 1, embedding_rank: 96}``, the defaults) keeps ``layers`` of the teacher's six,
 evenly spaced and initialised from them, and the word embeddings factorized by SVD to
 ``embedding_rank`` (the table is half of MiniLM's weights). Structured pruning removes
-feed-forward neurons.
+feed-forward neurons (``target: neurons``) or attention heads (``target: heads``).
 
 Config keys (all optional): ``eval_batch_size`` (256).
 """
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from raydc.workloads.compress_ops import (
+    AttentionHeads,
     Batch,
     Inputs,
     check_student_options,
@@ -142,3 +143,9 @@ class Compression:
     def neuron_pairs(self, model: nn.Module) -> list[tuple[nn.Module, str, str]]:
         layers = [m for m in model.modules() if isinstance(m, EncoderLayer)]
         return [(layer, "ffn_in", "ffn_out") for layer in layers]
+
+    def attention_blocks(self, model: nn.Module) -> list[AttentionHeads]:
+        return [
+            AttentionHeads(layer, "query", "key", "value", "attention_out")
+            for layer in model.modules() if isinstance(layer, EncoderLayer)
+        ]  # fmt: skip

@@ -93,7 +93,7 @@ class EncoderLayer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``hidden`` (B, L, H), ``mask`` (B, L) bool, True on real tokens."""
-        batch, length, size = hidden.shape
+        batch, length, _ = hidden.shape
         context = F.scaled_dot_product_attention(
             self._heads(self.query(hidden)),
             self._heads(self.key(hidden)),
@@ -101,7 +101,8 @@ class EncoderLayer(nn.Module):
             attn_mask=mask[:, None, None, :],  # keys that are padding get no attention
             dropout_p=self.dropout_p if self.training else 0.0,
         )
-        context = context.transpose(1, 2).reshape(batch, length, size)
+        # -1, not size: structured pruning may have removed heads (and their width).
+        context = context.transpose(1, 2).reshape(batch, length, -1)
         hidden = self.attention_norm(hidden + self.dropout(self.attention_out(context)))
         ffn = self.ffn_out(F.gelu(self.ffn_in(hidden)))
         return self.ffn_norm(hidden + self.dropout(ffn))

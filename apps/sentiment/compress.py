@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from raydc.workloads.compress_ops import (
+    AttentionHeads,
     Batch,
     Inputs,
     check_student_options,
@@ -115,3 +116,6 @@ class Compression:
 
     def neuron_pairs(self, model: nn.Module) -> list[tuple[nn.Module, str, str]]:
         return [(model, "hidden", "output")]
+
+    def attention_blocks(self, model: nn.Module) -> list[AttentionHeads]:
+        return []  # no attention in this model

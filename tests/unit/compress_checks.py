@@ -13,7 +13,8 @@ from torch import nn
 from raydc.specs.compression import DistillStep, PruneStep, QuantizeStep
 from raydc.workloads.compress_distill import distill_loss
 from raydc.workloads.compress_measure import count_params
-from raydc.workloads.compress_ops import Compressible, prune_model, quantize, save_compressed
+from raydc.workloads.compress_ops import Compressible, quantize, save_compressed
+from raydc.workloads.compress_prune import prune_model
 
 
 def quantized_version_serves(

@@ -15,20 +15,21 @@ from torch.ao.nn import quantized as nnq
 from torch.ao.nn.quantized import dynamic as nnqd
 
 from raydc.specs.compression import DistillStep, Gate, PruneStep, QuantizeStep
-from raydc.workloads import compress_ops
+from raydc.workloads import compress_ops, compress_prune
 from raydc.workloads.compress_distill import distill_loss
 from raydc.workloads.compress_measure import compare, count_params, measure, serialized_size
 from raydc.workloads.compress_ops import (
+    AttentionHeads,
     Batch,
     Inputs,
     is_compressed,
     load_compressed,
-    prune_model,
     quantize,
     read_meta,
     save_compressed,
     sparsity,
 )
+from raydc.workloads.compress_prune import prune_model
 
 VOCAB, DIM, HIDDEN, CLASSES, LENGTH, KEYWORDS = 1000, 32, 64, 2, 8, 100
 VOTERS = 5  # keywords per input: an odd count, so there is no tie
@@ -93,6 +94,9 @@ class ToyApp:
 
     def neuron_pairs(self, model: nn.Module) -> list[tuple[nn.Module, str, str]]:
         return [(model, "up", "down")]
+
+    def attention_blocks(self, model: nn.Module) -> list[AttentionHeads]:
+        return []
 
 
 @pytest.fixture(autouse=True)
@@ -197,6 +201,45 @@ def test_structured_pruning_removes_neurons_from_both_layers(app: ToyApp, parent
     assert child.up.out_features == 48 and child.down.in_features == 48
     assert count_params(child) < count_params(parent)
     assert app.evaluate(child) >= app.evaluate(parent) - 0.1
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with its head count in ``num_heads``, as an app has it."""
+
+    def __init__(self, size: int = 16, heads: int = 4) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(size, size) for _ in range(4))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        heads = (self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x)))
+        context = nn.functional.scaled_dot_product_attention(*heads)
+        return self.o(context.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+
+
+def test_pruning_heads_removes_the_ones_that_add_only_a_constant() -> None:
+    torch.manual_seed(0)
+    block = Attention().eval()
+    with torch.no_grad():  # heads 1 and 3 pass on only their value bias, a constant
+        for head in (1, 3):
+            block.v.weight[head * 4 : (head + 1) * 4] = 0
+    x = torch.randn(2, 5, 16)
+    before = block(x)
+    removed = compress_prune.prune_heads([AttentionHeads(block, "q", "k", "v", "o")], 0.5)
+    assert removed == 2 and block.num_heads == 2
+    assert [block.q.out_features, block.k.out_features, block.v.out_features] == [8, 8, 8]
+    assert block.o.in_features == 8 and block.o.out_features == 16
+    torch.testing.assert_close(block(x), before)
+
+
+def test_pruning_heads_refuses_a_model_without_attention(app: ToyApp, parent_dir: Path) -> None:
+    step = PruneStep(type="prune", method="structured", target="heads", sparsity=0.5)
+    with pytest.raises(ValueError, match="no attention blocks"):
+        prune_model(app.load(str(parent_dir)), step, app)
 
 
 def test_measure_reports_every_figure(app: ToyApp, parent_dir: Path) -> None:

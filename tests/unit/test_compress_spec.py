@@ -38,6 +38,7 @@ def test_defaults() -> None:
     distill, prune, quantize = spec.steps
     assert isinstance(distill, DistillStep) and (distill.temperature, distill.alpha) == (2.0, 0.5)
     assert isinstance(prune, PruneStep) and prune.method == "unstructured"
+    assert prune.target is None  # structured pruning removes neurons unless told heads
     assert prune.finetune_epochs == 0
     assert isinstance(quantize, QuantizeStep) and quantize.method == "dynamic"
     assert quantize.per_channel and quantize.embeddings and quantize.backend is None
@@ -51,6 +52,20 @@ def test_defaults() -> None:
         ({"steps": [{"type": "quantize", "backend": "tpu"}]}, ("backend",), "x86"),
         ({"steps": [{"type": "prune", "sparsity": 0}]}, ("sparsity",), "greater than 0"),
         ({"steps": [{"type": "prune", "sparsity": 0.5, "method": "random"}]}, ("method",), ""),
+        (
+            {"steps": [{"type": "prune", "sparsity": 0.5, "target": "heads"}]},
+            ("target",),
+            "'heads' needs method: structured",
+        ),
+        (
+            {
+                "steps": [
+                    {"type": "prune", "sparsity": 0.5, "method": "structured", "target": "channels"}
+                ]
+            },
+            ("target",),
+            "'neurons' or 'heads'",
+        ),
         ({"steps": [{"type": "distill", "alpha": 2}]}, ("alpha",), "less than or equal to 1"),
         ({"gate": {"min_speedup": 0}}, ("min_speedup",), "greater than 0"),
         ({"model": "intent:0"}, ("model",), "pattern"),

@@ -21,7 +21,8 @@ from intent.model import IntentModel, IntentStudent
 from intent.serve import Predictor
 from raydc.specs.compression import PruneStep, QuantizeStep
 from raydc.workloads.compress_measure import count_params
-from raydc.workloads.compress_ops import prune_model, quantize, save_compressed, sparsity
+from raydc.workloads.compress_ops import quantize, save_compressed, sparsity
+from raydc.workloads.compress_prune import prune_model
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +96,22 @@ def test_a_student_is_four_times_smaller_and_starts_from_the_teacher(
         assert message in str(error.value)
 
 
-@pytest.mark.parametrize("method", ["unstructured", "structured"])
-def test_pruning_the_encoder(app: compress.Compression, parent_dir: str, method: Any) -> None:
-    step = PruneStep(type="prune", method=method, sparsity=0.5)
+@pytest.mark.parametrize(
+    ("method", "target"), [("unstructured", None), ("structured", None), ("structured", "heads")]
+)
+def test_pruning_the_encoder(
+    app: compress.Compression, parent_dir: str, method: Any, target: Any
+) -> None:
+    step = PruneStep(type="prune", method=method, target=target, sparsity=0.5)
     child = prune_model(app.load(parent_dir), step, app)
     layers = [m for m in child.modules() if isinstance(m, EncoderLayer)]
     assert len(layers) == 6
     if method == "unstructured":
         assert sparsity(child) == pytest.approx(0.5, abs=1e-3)
-    else:
+    elif target is None:  # neurons
         assert all(layer.ffn_in.out_features == 768 for layer in layers)
+    else:  # 6 of 12 heads of 32 dimensions
+        assert all(layer.num_heads == 6 for layer in layers)
+        assert all(layer.query.out_features == layer.attention_out.in_features == 192
+                   for layer in layers)  # fmt: skip
     assert app.evaluate(child) > 1 / len(small_dataset().labels)  # still far above chance

@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from raydc.specs.base import StrictModel
 
@@ -55,18 +55,29 @@ class PruneStep(StrictModel):
     """Magnitude pruning, made permanent in the saved model.
 
     ``unstructured``: the smallest weights of all prunable layers together (global) are
-    zeroed until ``sparsity`` of them are zero. ``structured``: whole hidden neurons of
-    the layer pairs the app names (a feed-forward block's inner width) are removed, the
-    ``sparsity`` fraction with the smallest weight norm, so the layers get smaller.
+    zeroed until ``sparsity`` of them are zero. ``structured`` removes the ``sparsity``
+    fraction of whole units with the smallest weight norm, so the layers get smaller:
+    ``target: neurons``, hidden neurons of the layer pairs the app names (a feed-forward
+    block's inner width); ``target: heads``, attention heads of each attention block.
     ``finetune_epochs`` epochs on the app's training data then let the rest adapt.
     """
 
     type: Literal["prune"]
     method: Literal["unstructured", "structured"] = "unstructured"
+    target: Literal["neurons", "heads"] | None = Field(
+        default=None, description="structured only: what is removed (default neurons)"
+    )
     sparsity: float = Field(gt=0, lt=1)
     finetune_epochs: int = Field(default=0, ge=0, le=100)
     lr: float = Field(default=1e-4, gt=0, description="fine-tune learning rate")
     batch_size: int = Field(default=32, ge=1)
+
+    @field_validator("target")
+    @classmethod
+    def _target_is_structured(cls, target: str | None, info: ValidationInfo) -> str | None:
+        if target is not None and info.data.get("method") != "structured":
+            raise ValueError(f"{target!r} needs method: structured")
+        return target
 
 
 class DistillStep(StrictModel):

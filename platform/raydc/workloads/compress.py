@@ -22,12 +22,8 @@ from raydc.specs.compression import DistillStep, PruneStep, QuantizeStep
 from raydc.specs.jobs import CompressSpec, Resources
 from raydc.workloads.compress_distill import build_distill_trainer, load_app
 from raydc.workloads.compress_measure import compare, measure
-from raydc.workloads.compress_ops import (
-    is_compressed,
-    prune_model,
-    quantize,
-    save_compressed,
-)
+from raydc.workloads.compress_ops import is_compressed, quantize, save_compressed
+from raydc.workloads.compress_prune import prune_model
 
 log = logging.getLogger(__name__)
 _BYTES_PER_GB = 1024**3

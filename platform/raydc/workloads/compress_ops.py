@@ -1,6 +1,6 @@
-"""The compression steps themselves, in plain PyTorch: quantize, prune, fine-tune, and
-the saved form of a compressed model. No Ray here; ``compress.py`` runs these in a
-worker and ``compress_distill.py`` trains students.
+"""The app's side of compression, quantization, and the saved form of a compressed
+model, in plain PyTorch. No Ray here; ``compress.py`` runs the steps in a worker,
+``compress_prune.py`` prunes and ``compress_distill.py`` trains students.
 
 An app opts in with one object (:class:`Compressible`) that says how to load a model
 version, evaluate it, feed it, and build a student. Every model handled here is the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +20,8 @@ import torch
 from torch import nn
 from torch.ao import quantization as tq
 from torch.ao.nn import quantized as nnq
-from torch.nn.utils import prune
 
-from raydc.specs.compression import PruneStep, QuantizeStep
+from raydc.specs.compression import QuantizeStep
 
 Inputs = tuple[torch.Tensor, ...]
 Batch = tuple[Inputs, torch.Tensor]  # (model inputs, true labels)
@@ -76,6 +76,27 @@ class Compressible(Protocol):
         """(owner, first, second): Linear ``owner.first`` feeds ``owner.second`` through
         an elementwise activation, so its output neurons can be removed from both."""
         ...
+
+    def attention_blocks(self, model: nn.Module) -> list[AttentionHeads]:
+        """The model's multi-head attention blocks whose heads may be removed; an empty
+        list for a model without attention."""
+        ...
+
+
+@dataclass(frozen=True)
+class AttentionHeads:
+    """One multi-head attention block, by attribute names on ``owner``: the Linear
+    ``query``, ``key`` and ``value`` projections (head ``h`` is output rows
+    ``h*d .. (h+1)*d``), the Linear ``out`` projection (head ``h`` is those input
+    columns) and the int attribute ``heads`` that holds the head count. The block's
+    forward must take the head size from the projections' width over ``heads``."""
+
+    owner: nn.Module
+    query: str
+    key: str
+    value: str
+    out: str
+    heads: str = "num_heads"
 
 
 # -- the saved form ---------------------------------------------------------------------
@@ -235,98 +256,9 @@ def sparsity(model: nn.Module) -> float:
     return sum(int((w == 0).sum()) for w in weights) / total if total else 0.0
 
 
-def prune_unstructured(model: nn.Module, amount: float) -> list[tuple[nn.Module, str]]:
-    """Zero the ``amount`` smallest-magnitude weights over all Linear layers together.
-
-    Leaves torch's pruning masks in place (a fine-tune keeps the zeros at zero); call
-    :func:`make_permanent` with the returned list to fold them into the weights.
-    """
-    targets: list[tuple[nn.Module, str]] = [
-        (m, "weight") for m in model.modules() if isinstance(m, nn.Linear)
-    ]
-    if not targets:
-        raise ValueError("the model has no float Linear layer to prune (an int8 one cannot be)")
-    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
-    return targets
-
-
-def make_permanent(targets: list[tuple[nn.Module, str]]) -> None:
-    for module, name in targets:
-        prune.remove(module, name)
-
-
-def prune_neurons(pairs: list[tuple[nn.Module, str, str]], amount: float) -> int:
-    """Remove the ``amount`` fraction of each pair's hidden neurons with the smallest
-    weight norm (rows of the first Linear times columns of the second): both layers are
-    replaced by smaller ones. Returns how many neurons were removed."""
-    if not pairs:
-        raise ValueError("the app names no layer pairs for structured pruning")
-    removed = 0
-    for owner, first_name, second_name in pairs:
-        first, second = getattr(owner, first_name), getattr(owner, second_name)
-        if not isinstance(first, nn.Linear) or not isinstance(second, nn.Linear):
-            raise ValueError(f"{first_name}/{second_name} must both be Linear layers")
-        width = first.out_features
-        keep_count = max(1, round(width * (1 - amount)))
-        score = first.weight.detach().norm(dim=1) * second.weight.detach().norm(dim=0)
-        keep = torch.sort(torch.topk(score, keep_count).indices).values
-        setattr(owner, first_name, _rows_of(first, keep))
-        setattr(owner, second_name, _columns_of(second, keep))
-        removed += width - keep_count
-    return removed
-
-
-def _rows_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None)
-    with torch.no_grad():
-        smaller.weight.copy_(linear.weight[keep])
-        if linear.bias is not None:
-            smaller.bias.copy_(linear.bias[keep])
-    return smaller
-
-
-def _columns_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None)
-    with torch.no_grad():
-        smaller.weight.copy_(linear.weight[:, keep])
-        if linear.bias is not None:
-            smaller.bias.copy_(linear.bias)
-    return smaller
-
-
-def prune_model(model: nn.Module, step: PruneStep, app: Compressible) -> nn.Module:
-    """Prune (see PruneStep), fine-tune if asked, and make the pruning permanent."""
-    model.train()
-    model.requires_grad_(True)
-    if step.method == "unstructured":
-        targets = prune_unstructured(model, step.sparsity)
-        finetune(model, app, step.finetune_epochs, step.lr, step.batch_size)
-        make_permanent(targets)
-    else:
-        prune_neurons(app.neuron_pairs(model), step.sparsity)
-        finetune(model, app, step.finetune_epochs, step.lr, step.batch_size)
-    model.requires_grad_(False)
-    return model.eval()
-
-
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for (batch, classes) logits; binary cross-entropy for one logit per
     example with 0/1 labels (a recommender's interaction score)."""
     if logits.dim() == 1:
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
     return nn.functional.cross_entropy(logits, labels)
-
-
-def finetune(model: nn.Module, app: Compressible, epochs: int, lr: float, batch_size: int) -> None:
-    """Cross-entropy on the app's training data; pruning masks, if any, stay applied."""
-    if epochs == 0:
-        return
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for epoch in range(1, epochs + 1):
-        for inputs, labels in app.train_batches(batch_size, seed=epoch, rank=0, world=1):
-            optimizer.zero_grad()
-            loss = task_loss(model(*inputs), labels)
-            loss.backward()
-            optimizer.step()
-    model.eval()
