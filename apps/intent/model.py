@@ -95,7 +95,8 @@ class IntentStudent(nn.Module):
         self.word_projection = nn.Linear(rank, size, bias=False)
         self.position_embeddings = nn.Embedding(encoder.config.max_positions, size)
         self.embedding_norm = nn.LayerNorm(size, eps=encoder.config.layer_norm_eps)
-        self.layers = nn.ModuleList(EncoderLayer(encoder.config) for _ in layers)
+        # Copies, not fresh layers of the config's size: a pruned teacher's are smaller.
+        self.layers = nn.ModuleList(copy.deepcopy(stack[index]) for index in layers)
         self.head = copy.deepcopy(teacher.classifier.head)
         with torch.no_grad():
             u, s, vh = torch.linalg.svd(encoder.word_embeddings.weight, full_matrices=False)
@@ -105,8 +106,6 @@ class IntentStudent(nn.Module):
             # One segment only: fold the teacher's token type 0 into the positions.
             self.position_embeddings.weight.add_(encoder.token_type_embeddings.weight[0])
             self.embedding_norm.load_state_dict(encoder.embedding_norm.state_dict())
-            for mine, index in zip(self.layers, layers, strict=True):
-                mine.load_state_dict(stack[index].state_dict())
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(ids.shape[1], device=ids.device)

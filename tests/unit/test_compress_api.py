@@ -9,8 +9,10 @@ from fastapi.testclient import TestClient
 
 from raydc.server.control_plane import ControlPlane
 from raydc.server.job_outcomes import ActiveJob, read_active
+from raydc.server.services.models import register_version
 from raydc.specs.status import JobStatus, TerminationReason
-from tests.unit.factories import ADMIN, make_tenant, make_token
+from tests.unit.factories import ADMIN, make_tenant, make_token, train_spec
+from tests.unit.test_code_upload import ZIP, make_zip
 from tests.unit.test_deployments_api import spec as deployment_spec
 from tests.unit.test_deployments_api import trained
 from tests.unit.test_reconciler_admission import set_cluster
@@ -192,3 +194,31 @@ def test_the_cli_prints_a_report_as_a_table() -> None:
     assert "40" in size_row and "10" in size_row and "4x" in size_row
     accuracy_row = next(line for line in text.splitlines() if "accuracy" in line)
     assert "0.9" in accuracy_row and "+0 points" in accuracy_row
+
+
+def test_a_model_of_uploaded_code_is_compressed_with_that_code_only(
+    api: TestClient, control_plane: ControlPlane
+) -> None:
+    ref, other = (
+        api.post("/v1/code", content=make_zip({name: b""}), headers={**ADMIN, **ZIP}).json()["ref"]
+        for name in ("blobs.py", "other.py")
+    )
+    train = train_spec(name="blobs", code={"ref": ref}, entrypoint="blobs:train_loop")
+    job = api.post("/v1/jobs", json=train, headers=ADMIN).json()
+    with control_plane.sessions() as session, session.begin():
+        register_version(session, "default", "blobs", "/ckpt/blobs/1", {}, job["id"])
+
+    same = compress_spec(model="blobs", code={"ref": ref}, entrypoint="blobs:Compression")
+    response = api.post("/v1/jobs", json=same, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"]["model"] == "blobs:1"
+    for code in ({"ref": other}, {"app": "sentiment"}):
+        response = api.post("/v1/jobs", json={**same, "code": code}, headers=ADMIN)
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"][-2:] == ["code", "ref"]
+        assert f"trained from uploaded code '{ref}'" in error["msg"]
+    # Serving needs a bundled app's predictor: uploaded code's models are not deployed.
+    response = api.post("/v1/deployments", json=deployment_spec(model="blobs"), headers=ADMIN)
+    assert response.status_code == 422
+    assert "only models of bundled apps" in response.json()["detail"][0]["msg"]

@@ -53,6 +53,11 @@ def test_defaults() -> None:
         ({"steps": [{"type": "prune", "sparsity": 0}]}, ("sparsity",), "greater than 0"),
         ({"steps": [{"type": "prune", "sparsity": 0.5, "method": "random"}]}, ("method",), ""),
         (
+            {"steps": [{"type": "prune", "sparsity": 0.5, "method": "random", "target": "heads"}]},
+            ("method",),
+            "'unstructured' or 'structured'",
+        ),  # one error: the method's
+        (
             {"steps": [{"type": "prune", "sparsity": 0.5, "target": "heads"}]},
             ("target",),
             "'heads' needs method: structured",

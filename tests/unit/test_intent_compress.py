@@ -115,3 +115,8 @@ def test_pruning_the_encoder(
         assert all(layer.query.out_features == layer.attention_out.in_features == 192
                    for layer in layers)  # fmt: skip
     assert app.evaluate(child) > 1 / len(small_dataset().labels)  # still far above chance
+    # A student of the pruned model starts from its (smaller) layers: distill after prune.
+    student = app.student(child, {"layers": 2})
+    assert student.layers[1].ffn_in.weight.shape == layers[5].ffn_in.weight.shape
+    with torch.inference_mode():
+        assert student(*app.example_inputs(2)).shape == (2, len(small_dataset().labels))

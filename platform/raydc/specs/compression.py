@@ -75,7 +75,8 @@ class PruneStep(StrictModel):
     @field_validator("target")
     @classmethod
     def _target_is_structured(cls, target: str | None, info: ValidationInfo) -> str | None:
-        if target is not None and info.data.get("method") != "structured":
+        # A method that failed its own check is reported there, not again here.
+        if target is not None and info.data.get("method", "structured") != "structured":
             raise ValueError(f"{target!r} needs method: structured")
         return target
 

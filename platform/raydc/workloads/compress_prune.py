@@ -91,23 +91,27 @@ def prune_heads(blocks: list[AttentionHeads], amount: float) -> int:
         linears = (query, key, value, out)
         if not all(isinstance(m, nn.Linear) for m in linears):
             raise ValueError(f"{block.query}/{block.key}/{block.value}/{block.out} must be Linear")
-        size = value.out_features // count
-        if size * count != value.out_features or query.out_features != value.out_features:
-            raise ValueError(
-                f"{value.out_features} projection rows do not split into {count} heads"
-            )
+        width = value.out_features
+        size = width // count
+        if size * count != width or not query.out_features == key.out_features == width:
+            # Grouped-query attention (narrower keys) is not handled.
+            raise ValueError(f"{block.query}/{block.key}/{block.value} rows do not split "
+                             f"into {count} heads of equal width")  # fmt: skip
         keep_count = max(1, round(count * (1 - amount)))
-        rows = value.weight.detach().view(count, size, -1).flatten(1).norm(dim=1)
-        columns = out.weight.detach().view(out.out_features, count, size).transpose(0, 1)
+        weight = value.weight.detach()
+        rows = weight.reshape(count, -1).norm(dim=1)
+        columns = out.weight.detach().reshape(out.out_features, count, size).transpose(0, 1)
         score = rows * columns.flatten(1).norm(dim=1)
         kept = torch.sort(torch.topk(score, keep_count).indices).values
-        index = (kept[:, None] * size + torch.arange(size)).flatten()
-        dropped = torch.ones(value.out_features, dtype=torch.bool)
+        index = (kept[:, None] * size + torch.arange(size, device=kept.device)).flatten()
+        dropped = torch.ones(width, dtype=torch.bool, device=weight.device)
         dropped[index] = False
         smaller_out = _columns_of(out, index)
-        if value.bias is not None and smaller_out.bias is not None:
+        if value.bias is not None:
             # Attention weights sum to 1, so a head passes its value bias through
             # unchanged: fold that constant into the output bias; it is not lost.
+            if smaller_out.bias is None:
+                smaller_out.bias = nn.Parameter(weight.new_zeros(out.out_features))
             with torch.no_grad():
                 smaller_out.bias.add_(out.weight[:, dropped] @ value.bias[dropped])
         for name, linear in ((block.query, query), (block.key, key), (block.value, value)):
@@ -119,7 +123,8 @@ def prune_heads(blocks: list[AttentionHeads], amount: float) -> int:
 
 
 def _rows_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None)
+    smaller = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None,
+                        device=linear.weight.device, dtype=linear.weight.dtype)  # fmt: skip
     with torch.no_grad():
         smaller.weight.copy_(linear.weight[keep])
         if linear.bias is not None:
@@ -128,7 +133,8 @@ def _rows_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
 
 
 def _columns_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None)
+    smaller = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None,
+                        device=linear.weight.device, dtype=linear.weight.dtype)  # fmt: skip
     with torch.no_grad():
         smaller.weight.copy_(linear.weight[:, keep])
         if linear.bias is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from raydc.security.rbac import Principal
 from raydc.server.errors import Conflict, InvalidInput, NotFound
-from raydc.server.services.models import ResolvedVersion, resolve_version
+from raydc.server.services.models import ResolvedVersion, resolve_servable_version
 from raydc.server.validation import invalid_input
 from raydc.specs.deployments import DeploymentPatch, DeploymentSpec, split_model_ref
 from raydc.store.models import (
@@ -64,10 +64,10 @@ def _check_quota(tenant: TenantRow, spec: DeploymentSpec) -> None:
 def _resolve(session: Session, tenant: str, spec: DeploymentSpec) -> tuple[
     DeploymentSpec, ResolvedVersion, ResolvedVersion | None
 ]:  # fmt: skip
-    stable = resolve_version(session, tenant, spec.model, ("model",))
+    stable = resolve_servable_version(session, tenant, spec.model, ("model",))
     canary = None
     if spec.canary is not None:
-        canary = resolve_version(session, tenant, spec.canary.model, ("canary", "model"))
+        canary = resolve_servable_version(session, tenant, spec.canary.model, ("canary", "model"))
         if canary.app != stable.app:
             raise InvalidInput.field(
                 ("canary", "model"),

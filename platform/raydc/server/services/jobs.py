@@ -56,11 +56,18 @@ def _resolve_parent(session: Session, tenant: str, spec: CompressSpec) -> str:
             ("model",), f"'{parent.ref}' is int8 (its last step was quantize): torch cannot "
             "prune, distill or quantize it again; compress its float parent instead",
         )  # fmt: skip
-    if spec.code.app != parent.app:
+    # The code that trained the parent knows how to load, evaluate and shrink it.
+    if parent.app is not None and spec.code.app != parent.app:
         raise InvalidInput.field(
             ("code", "app"),
             f"'{parent.ref}' was trained by app '{parent.app}'; compress it with that app's "
             f"code (code: {{app: {parent.app}}})",
+        )
+    if parent.app is None and spec.code.ref != parent.code.get("ref"):
+        raise InvalidInput.field(
+            ("code", "ref"),
+            f"'{parent.ref}' was trained from uploaded code '{parent.code.get('ref')}'; "
+            "compress it with that same code (code: {ref: ...})",
         )
     return parent.ref
 

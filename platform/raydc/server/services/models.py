@@ -18,7 +18,12 @@ from raydc.store.models import VERSION_READY, VERSION_REJECTED, JobRow, ModelRow
 class ResolvedVersion:
     row: ModelVersionRow
     ref: str  # name:version
-    app: str  # the bundled app whose code trained it
+    code: dict[str, Any]  # the code of the job that made it: {app: ...} or {ref: ...}
+
+    @property
+    def app(self) -> str | None:
+        """The bundled app whose code made it (its predictor serves it), if any."""
+        return self.code.get("app")
 
 
 def resolve_version(
@@ -47,19 +52,31 @@ def resolve_version(
             field, f"'{name}:{version.version}' was rejected by its compression gate: "
             f"{version.status_reason}",
         )  # fmt: skip
-    app = app_of(session, version)
-    if not app:
+    return ResolvedVersion(version, f"{name}:{version.version}", code_of(session, version))
+
+
+def resolve_servable_version(
+    session: Session, tenant: str, ref: str, field: tuple[str, ...]
+) -> ResolvedVersion:
+    """:func:`resolve_version`, of a bundled app: its predictor is what serves it."""
+    resolved = resolve_version(session, tenant, ref, field)
+    if not resolved.app:
         raise InvalidInput.field(
-            field, f"'{name}:{version.version}' was trained from uploaded code; only models "
-            "of bundled apps (code: {app: ...}) can be deployed or compressed so far",
+            field, f"'{resolved.ref}' was trained from uploaded code; only models of bundled "
+            "apps (code: {app: ...}) can be deployed so far",
         )  # fmt: skip
-    return ResolvedVersion(version, f"{name}:{version.version}", app)
+    return resolved
+
+
+def code_of(session: Session, version: ModelVersionRow) -> dict[str, Any]:
+    """The code spec of the job that made ``version``: ``{app: ...}`` or ``{ref: ...}``."""
+    job = session.get(JobRow, version.job_id)
+    return dict((job.spec if job is not None else {}).get("code") or {})
 
 
 def app_of(session: Session, version: ModelVersionRow) -> str | None:
     """The bundled app whose code trained ``version`` (its predictor serves it), if any."""
-    job = session.get(JobRow, version.job_id)
-    return ((job.spec if job is not None else {}).get("code") or {}).get("app")
+    return code_of(session, version).get("app")
 
 
 def register_version(
