@@ -3,13 +3,15 @@ and distilled, measured against its parent, registered with lineage, and served.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from raydc.client import zip_directory
+from tests.conftest import FIXTURES, REPO
 from tests.integration.conftest import Api
 from tests.integration.test_deployments_on_ray import healthy
 
@@ -101,3 +103,30 @@ def test_quantize_prune_distill_gate_lineage_and_serving(api: Api, ray_head: Any
         assert len(answer.json()["predictions"]) == 1
     finally:
         api.http.delete("/v1/deployments/small")
+
+
+def test_a_distill_worker_failure_resumes_from_the_last_epoch(api: Api, tmp_path: Path) -> None:
+    ref = api.upload(zip_directory(FIXTURES / "toycompress"))
+    train = {"kind": "train", "name": "blobs", "code": {"ref": ref},
+             "entrypoint": "toycompress:train_loop", "config": {"epochs": 5},
+             "resources": {"workers": 1, "cpus_per_worker": 0.5}, "max_retries": 0}  # fmt: skip
+    trained = api.wait_status(api.submit(train)["id"], "SUCCEEDED")
+    assert trained["result"]["metrics"]["accuracy"] > 0.9  # chance is 1/4
+
+    job = api.submit({
+        "kind": "compress", "name": "blobs-small", "code": {"ref": ref},
+        "entrypoint": "toycompress:Compression", "model": trained["result"]["model"],
+        "config": {"fail_at_epoch": 2, "trace_dir": str(tmp_path)},
+        "steps": [{"type": "distill", "student": {"hidden": 8}, "epochs": 3, "lr": 0.01}],
+        "gate": {"max_accuracy_drop": 10.0},
+        "resources": {"workers": 1, "cpus_per_worker": 0.5}, "max_retries": 1,
+    })  # fmt: skip
+    done = api.wait_status(job["id"], "SUCCEEDED")
+
+    # Epoch 2 failed once; the restarted worker group went on from epoch 1's
+    # checkpoint (epoch 2 again), not from the start.
+    assert (tmp_path / "failed").exists()
+    assert (tmp_path / "epochs.log").read_text().split() == ["1", "2", "2", "3"]
+    report = done["result"]["report"]
+    assert done["result"]["accepted"] is True and report["ratios"]["params"] > 5
+    assert version(api, done["result"]["model"])["lineage"]["parent"] == "blobs:1"
