@@ -19,16 +19,15 @@ def prune_model(model: nn.Module, step: PruneStep, app: Compressible) -> nn.Modu
     """Prune (see PruneStep), fine-tune if asked, and make the pruning permanent."""
     model.train()
     model.requires_grad_(True)
+    masked: list[tuple[nn.Module, str]] = []
     if step.method == "unstructured":
-        targets = prune_unstructured(model, step.sparsity)
-        finetune(model, app, step.finetune_epochs, step.lr, step.batch_size)
-        make_permanent(targets)
+        masked = prune_unstructured(model, step.sparsity)
     elif step.target == "heads":
         prune_heads(app.attention_blocks(model), step.sparsity)
-        finetune(model, app, step.finetune_epochs, step.lr, step.batch_size)
     else:
         prune_neurons(app.neuron_pairs(model), step.sparsity)
-        finetune(model, app, step.finetune_epochs, step.lr, step.batch_size)
+    finetune(model, app, step.finetune_epochs, step.lr, step.batch_size)
+    make_permanent(masked)  # only unstructured pruning leaves masks (zeros kept in training)
     model.requires_grad_(False)
     return model.eval()
 
