@@ -36,17 +36,22 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest -q tests/e2e
 
-# Every check: lint, types, the whole suite on SQLite, then unit + integration on Postgres.
+# Every check: lint, types, the whole suite on SQLite, then on Postgres what talks to the
+# database: unit (the API, the store, admission, leases) and the integration tests of the
+# job life cycle (cancel, failure, crash recovery, restart, two replicas). The `workload`
+# tests (training, tuning, compression, serving, preemption and resize) store nothing the
+# unit suite does not, and take most of the suite's time: they run once, on SQLite.
 test: lint typecheck test-sqlite test-postgres
 
 test-sqlite: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 # A throwaway PostgreSQL on loopback (Debian's package, installed if missing), each test
-# on a fresh database; see tests/postgres.py.
+# on a fresh database; see tests/postgres.py. PYTEST_MARK="" runs the workload tests too.
+PYTEST_MARK ?= not workload
 test-postgres: setup
 	$(BIN)/python -m tests.postgres --install -- \
-		$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration
+		$(BIN)/pytest -q -p no:cacheprovider -m "$(PYTEST_MARK)" tests/unit tests/integration
 
 bench: setup
 	$(BIN)/python benchmarks/submit_throughput.py

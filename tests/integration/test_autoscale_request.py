@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from raydc.cluster.autoscaler import ResourceRequests
 from raydc.cluster.client import RayCluster
 from raydc.server.services.launch import RAYDC_PACKAGE_DIR
+
+pytestmark = pytest.mark.workload
 
 
 def wait_for_end(cluster: RayCluster, sid: str, timeout_s: float = 120) -> str:

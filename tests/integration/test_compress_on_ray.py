@@ -15,6 +15,8 @@ from tests.conftest import FIXTURES, REPO
 from tests.integration.conftest import Api
 from tests.integration.test_deployments_on_ray import healthy
 
+pytestmark = pytest.mark.workload
+
 
 def compress(api: Api, name: str, steps: list[dict[str, Any]], gate: dict[str, Any]) -> str:
     spec = yaml.safe_load((REPO / "apps" / "intent" / "compress.yaml").read_text())

@@ -16,6 +16,8 @@ import pytest
 from raydc.cluster.serve import RayServe
 from tests.integration.conftest import Api
 
+pytestmark = pytest.mark.workload
+
 HEADLINES = ["profits soared to a record this quarter", "the company cut its forecast"]
 
 

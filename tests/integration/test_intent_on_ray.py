@@ -9,6 +9,8 @@ import yaml
 from tests.conftest import REPO
 from tests.integration.conftest import Api
 
+pytestmark = pytest.mark.workload
+
 
 def test_intent_trains_and_registers_a_servable_model(api: Api) -> None:
     spec = yaml.safe_load((REPO / "apps" / "intent" / "train.yaml").read_text())

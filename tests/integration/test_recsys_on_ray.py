@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
 from tests.integration.conftest import Api
+
+pytestmark = pytest.mark.workload
 
 # train.yaml as shipped, on a smaller catalog so the job takes seconds, not a minute.
 SHRUNK = {

@@ -27,7 +27,7 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"sched_resize_gap_s": 0.0})
 
 
-pytestmark = pytest.mark.usefixtures("idle_cluster")
+pytestmark = [pytest.mark.usefixtures("idle_cluster"), pytest.mark.workload]
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from raydc.settings import Settings
 from tests.databases import databases
 from tests.integration.conftest import ADMIN_TOKEN, ServerThread
 
+pytestmark = pytest.mark.workload
+
 ECHO_APP = Path(__file__).parent / "serve_fixture_app" / "echo_app"
 APP = "echo-test"
 ROUTE = "/team-a/echo"

@@ -14,7 +14,7 @@ from raydc.settings import Settings
 from tests.conftest import FIXTURES
 from tests.integration.conftest import Api
 
-pytestmark = pytest.mark.usefixtures("idle_cluster")
+pytestmark = [pytest.mark.usefixtures("idle_cluster"), pytest.mark.workload]
 
 
 def sentiment_search() -> dict[str, Any]:
