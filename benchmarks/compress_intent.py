@@ -2,8 +2,8 @@
 
 A local Ray head and a `raydc server` process pointed at it; the intent app trained
 from its train.yaml (``--epochs``); then three compress jobs, one after another, each
-on one worker of 1 CPU (so parent and child are timed on one thread, one model at a
-time, in the job's own measurement task):
+on one worker of 1 CPU (so parent and child are timed on one thread, in alternating
+rounds, in the job's own measurement task):
 
 (a) dynamic int8 (apps/intent/compress.yaml);
 (b) 50% global unstructured magnitude pruning with ``--prune-finetune`` epochs of

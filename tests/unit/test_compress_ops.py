@@ -15,7 +15,7 @@ from torch.ao.nn import quantized as nnq
 from torch.ao.nn.quantized import dynamic as nnqd
 
 from raydc.specs.compression import DistillStep, Gate, PruneStep, QuantizeStep
-from raydc.workloads import compress_ops, compress_prune
+from raydc.workloads import compress_measure, compress_ops, compress_prune
 from raydc.workloads.compress_distill import distill_loss
 from raydc.workloads.compress_measure import compare, count_params, measure, serialized_size
 from raydc.workloads.compress_ops import (
@@ -243,13 +243,48 @@ def test_pruning_heads_refuses_a_model_without_attention(app: ToyApp, parent_dir
 
 
 def test_measure_reports_every_figure(app: ToyApp, parent_dir: Path) -> None:
-    report = measure(app, app.load(str(parent_dir)))
+    [report] = measure(app, app.load(str(parent_dir)))
     for key in ("params", "size_bytes", "sparsity", "metric", "latency_ms_b1_p50",
                 "latency_ms_b1_p95", "latency_ms_b32_p50", "latency_ms_b32_p95",
                 "throughput_b1_per_s", "throughput_b32_per_s"):  # fmt: skip
         assert key in report, key
     assert report["latency_ms_b1_p95"] >= report["latency_ms_b1_p50"] > 0
     assert report["params"] == VOCAB * DIM + DIM * HIDDEN + HIDDEN + HIDDEN * CLASSES + CLASSES
+
+
+class Recorder(nn.Module):
+    """Appends its name to ``calls`` on each forward pass."""
+
+    def __init__(self, name: str, calls: list[str]) -> None:
+        super().__init__()
+        self.name, self.calls = name, calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(self.name)
+        return x
+
+
+def test_parent_and_child_are_timed_in_alternating_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(compress_measure, "MIN_RUNS", 10)
+    monkeypatch.setattr(compress_measure, "TIME_BUDGET_S", 0.0)
+    calls: list[str] = []
+    parent, child = Recorder("p", calls), Recorder("c", calls)
+    samples = compress_measure.time_models([parent, child], (torch.zeros(1),))
+    assert [len(own) for own in samples] == [10, 10]
+    warmup = ["p"] * compress_measure.WARMUP_RUNS + ["c"] * compress_measure.WARMUP_RUNS
+    # Each round: one untimed run (the caches), then ROUND_RUNS timed ones.
+    round_ = ["p"] * 6 + ["c"] * 6
+    assert compress_measure.ROUND_RUNS == 5 and calls == warmup + round_ + round_
+
+
+def test_parent_and_child_reports_come_in_their_order(app: ToyApp, parent_dir: Path) -> None:
+    parent = app.load(str(parent_dir))
+    child = quantize(parent, QuantizeStep(type="quantize"), [])
+    parent_report, child_report = measure(app, parent, child)
+    assert parent_report["params"] == count_params(parent)
+    assert child_report["size_bytes"] == serialized_size(child) < parent_report["size_bytes"]
 
 
 def _measured(metric: float, latency: float) -> dict[str, Any]:

@@ -6,7 +6,7 @@ first input. A step whose output exists is skipped, so a job that is retried or
 requeued continues where it stopped; a distill step resumes from its own Ray Train
 checkpoints. Quantize and prune run in a Ray task of one worker's resources, a distill
 step as a Ray Train run of the spec's workers, and the final measurement of parent and
-child in one task, the same way for both.
+child in one task, timed in alternating rounds.
 """
 
 from __future__ import annotations
@@ -71,12 +71,11 @@ def run_step(spec_json: dict[str, Any], index: int, source: str, out_dir: str) -
 
 
 def measure_both(spec_json: dict[str, Any], parent: str, child: str) -> dict[str, Any]:
-    """Parent and child measured in the same task, then compared under the gate."""
+    """Parent and child measured together in one task, then compared under the gate."""
     spec = CompressSpec.model_validate(spec_json)
     torch.set_num_threads(_threads(spec.resources))
     app = load_app(spec.entrypoint, spec.config)
-    parent_report = measure(app, app.load(parent))
-    child_report = measure(app, app.load(child))
+    parent_report, child_report = measure(app, app.load(parent), app.load(child))
     return compare(app, parent_report, child_report, spec.gate)
 
 

@@ -1,8 +1,10 @@
 """Measuring a model for a compression report, and the gate that accepts or rejects it.
 
-Parent and child are measured the same way, one after the other in the same worker:
-parameters, serialized size, sparsity, CPU latency at batch 1 and 32 (p50, p95),
-throughput, and the app's held-out metric.
+Parent and child are measured the same way, in the same worker: parameters, serialized
+size, sparsity, CPU latency at batch 1 and 32 (p50, p95), throughput, and the app's
+held-out metric. They are timed in alternating rounds, so that a machine whose speed
+drifts while it measures (another job on the node, the CPU's clock) slows both alike
+instead of whichever was timed second.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -20,8 +23,12 @@ from raydc.workloads.compress_ops import Compressible, Inputs, sparsity
 
 BATCH_SIZES = (1, 32)
 WARMUP_RUNS = 3
-# Timed runs per batch size: enough for a p95, bounded in time for a large model.
+# Timed runs per model and batch size: enough for a p95, bounded in time (per model) for
+# a large model.
 MIN_RUNS, MAX_RUNS, TIME_BUDGET_S = 20, 200, 10.0
+# Timed runs of one model in a round, after one untimed run that brings its weights back
+# into the caches, where a replica serving only this model keeps them.
+ROUND_RUNS = 5
 
 
 def count_params(model: nn.Module) -> int:
@@ -46,38 +53,48 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def time_model(model: nn.Module, inputs: Inputs) -> list[float]:
-    """Milliseconds per forward pass over repeated runs (after a warm-up)."""
-    samples: list[float] = []
+def time_models(models: Sequence[nn.Module], inputs: Inputs) -> list[list[float]]:
+    """Milliseconds per forward pass of each model, timed in alternating rounds of
+    :data:`ROUND_RUNS` runs (after a warm-up), as many rounds as the time budget allows."""
+    samples: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
-        for _ in range(WARMUP_RUNS):
-            model(*inputs)
-        deadline = time.perf_counter() + TIME_BUDGET_S
-        while len(samples) < MAX_RUNS and (
-            len(samples) < MIN_RUNS or time.perf_counter() < deadline
-        ):
-            start = time.perf_counter()
-            model(*inputs)
-            samples.append((time.perf_counter() - start) * 1000)
-    return samples
+        for model in models:
+            for _ in range(WARMUP_RUNS):
+                model(*inputs)
+        deadline = time.perf_counter() + TIME_BUDGET_S * len(models)
+        while True:
+            for model, own in zip(models, samples, strict=True):
+                model(*inputs)
+                for _ in range(ROUND_RUNS):
+                    start = time.perf_counter()
+                    model(*inputs)
+                    own.append((time.perf_counter() - start) * 1000)
+            runs = len(samples[0])
+            if runs >= MAX_RUNS or (runs >= MIN_RUNS and time.perf_counter() >= deadline):
+                return samples
 
 
-def measure(app: Compressible, model: nn.Module) -> dict[str, Any]:
-    model.eval()
-    report: dict[str, Any] = {
-        "params": count_params(model),
-        "size_bytes": serialized_size(model),
-        "sparsity": round(sparsity(model), 4),
-    }
+def measure(app: Compressible, *models: nn.Module) -> list[dict[str, Any]]:
+    """A report for each model (parent and child: timed together, see the module)."""
+    reports = []
+    for model in models:
+        model.eval()
+        reports.append({
+            "params": count_params(model),
+            "size_bytes": serialized_size(model),
+            "sparsity": round(sparsity(model), 4),
+        })  # fmt: skip
     for batch in BATCH_SIZES:
-        samples = time_model(model, app.example_inputs(batch))
-        p50 = statistics.median(samples)
-        report[f"latency_ms_b{batch}_p50"] = round(p50, 3)
-        report[f"latency_ms_b{batch}_p95"] = round(_percentile(samples, 0.95), 3)
-        report[f"throughput_b{batch}_per_s"] = round(batch * 1000 / p50, 1)
+        timed = time_models(models, app.example_inputs(batch))
+        for report, samples in zip(reports, timed, strict=True):
+            p50 = statistics.median(samples)
+            report[f"latency_ms_b{batch}_p50"] = round(p50, 3)
+            report[f"latency_ms_b{batch}_p95"] = round(_percentile(samples, 0.95), 3)
+            report[f"throughput_b{batch}_per_s"] = round(batch * 1000 / p50, 1)
     with torch.inference_mode():
-        report["metric"] = float(app.evaluate(model))
-    return report
+        for report, model in zip(reports, models, strict=True):
+            report["metric"] = float(app.evaluate(model))
+    return reports
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
