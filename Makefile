@@ -68,8 +68,10 @@ bench-serve: setup
 bench-tune: setup
 	$(BIN)/python benchmarks/tune_asha.py
 
-# Quantize, prune and distill the intent model through compress jobs (issue #5).
+# Quantize, prune and distill the intent model through compress jobs (issue #5), and
+# what torch's int8 kernels gain over float on this CPU at the model's shapes.
 bench-compress: setup
+	$(BIN)/python benchmarks/int8_kernels.py
 	$(BIN)/python benchmarks/compress_intent.py
 
 # Scale-up and node-loss recovery on the local autoscaling cluster (issue #6).
