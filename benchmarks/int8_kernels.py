@@ -19,6 +19,7 @@ import platform
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,13 +29,10 @@ SHAPES = ((384, 384, 4), (384, 1536, 1), (1536, 384, 1))  # (in, out, per layer)
 
 
 def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo").read().splitlines():  # noqa: SIM115
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor()
 
 
 def main() -> None:

@@ -274,9 +274,11 @@ def test_parent_and_child_are_timed_in_alternating_rounds(
     samples = compress_measure.time_models([parent, child], (torch.zeros(1),))
     assert [len(own) for own in samples] == [10, 10]
     warmup = ["p"] * compress_measure.WARMUP_RUNS + ["c"] * compress_measure.WARMUP_RUNS
-    # Each round: one untimed run (the caches), then ROUND_RUNS timed ones.
-    round_ = ["p"] * 6 + ["c"] * 6
-    assert compress_measure.ROUND_RUNS == 5 and calls == warmup + round_ + round_
+    # Each round: one untimed run (the caches), then ROUND_RUNS timed ones, of each model.
+    per_model = 1 + compress_measure.ROUND_RUNS
+    round_ = ["p"] * per_model + ["c"] * per_model
+    rounds = 10 // compress_measure.ROUND_RUNS
+    assert calls == warmup + round_ * rounds
 
 
 def test_parent_and_child_reports_come_in_their_order(app: ToyApp, parent_dir: Path) -> None:
