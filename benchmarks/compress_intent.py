@@ -1,11 +1,13 @@
 """Compression of the intent model, through ``kind: compress`` jobs (issue #5).
 
 A local Ray head and a `raydc server` process pointed at it; the intent app trained
-from its train.yaml (``--epochs``); then three compress jobs, one after another, each
+from its train.yaml (``--epochs``); then five compress jobs, one after another, each
 on one worker of 1 CPU (so parent and child are timed on one thread, in alternating
 rounds, in the job's own measurement task):
 
-(a) dynamic int8 (apps/intent/compress.yaml);
+(a) dynamic int8 with activation smoothing, the steps and gate of
+    apps/intent/compress.yaml; (a0) plain dynamic int8, no smoothing (recorded for
+    comparison, not judged);
 (b) 50% global unstructured magnitude pruning with ``--prune-finetune`` epochs of
     fine-tuning;
 (c) distillation into a student of ``--student-layers`` layers (1; SVD-factorized
@@ -70,9 +72,11 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch, ServingBench(Path(scratch)) as bench:
         parent = bench.train("intent", {"epochs": args.epochs}, timeout_s=900)
-        int8 = compress(bench, parent["model"], "intent-int8",
-                        [{"type": "quantize", "method": "dynamic"}],
-                        {"max_accuracy_drop": 1.0, "min_speedup": 1.5})  # fmt: skip
+        shipped = yaml.safe_load((APPS_DIR / "intent" / "compress.yaml").read_text())
+        int8 = compress(bench, parent["model"], "intent-int8", shipped["steps"], shipped["gate"])
+        int8_plain = compress(bench, parent["model"], "intent-int8-plain",
+                              [{"type": "quantize", "method": "dynamic"}],
+                              {"max_accuracy_drop": 1.0, "min_speedup": 1.5})  # fmt: skip
         pruned = compress(bench, parent["model"], "intent-pruned", [
             {"type": "prune", "method": "unstructured", "sparsity": 0.5,
              "finetune_epochs": args.prune_finetune, "lr": 5e-5},
@@ -100,6 +104,7 @@ def main() -> None:
         "benchmark": "compress_intent",
         "parent": parent,
         "int8": int8,
+        "int8_plain": int8_plain,
         "pruned": pruned,
         "student": student,
         "heads": heads,

@@ -33,6 +33,7 @@ def version(api: Api, ref: str) -> dict[str, Any]:
 
 def test_quantize_prune_distill_gate_lineage_and_serving(api: Api, ray_head: Any) -> None:
     from raydc.workloads.compress_ops import load_compressed, sparsity
+    from raydc.workloads.compress_smooth import SmoothedLinear
 
     train = yaml.safe_load((REPO / "apps" / "intent" / "train.yaml").read_text())
     train["config"] = {**train["config"], "epochs": 2}
@@ -41,14 +42,14 @@ def test_quantize_prune_distill_gate_lineage_and_serving(api: Api, ray_head: Any
     assert trained["result"]["model"] == "intent:1"
 
     # Three jobs at once, each on one worker of the 4-CPU cluster.
-    int8 = compress(api, "intent-int8", [{"type": "quantize"}],
+    int8 = compress(api, "intent-int8", [{"type": "quantize", "smooth_alpha": 0.8}],
                     {"max_accuracy_drop": 5.0, "min_speedup": 1000})  # fmt: skip
     pruned = compress(api, "intent-pruned", [{"type": "prune", "sparsity": 0.5}],
                       {"max_accuracy_drop": 50.0})  # fmt: skip
     chain = compress(api, "intent-chain", [
         {"type": "distill", "student": {"layers": 1}, "epochs": 1, "lr": 5e-4},
         {"type": "prune", "method": "structured", "sparsity": 0.25},
-        {"type": "quantize"},
+        {"type": "quantize", "smooth_alpha": 0.8},
     ], {"max_accuracy_drop": 60.0})  # fmt: skip
     done = {job: api.wait_status(job, "SUCCEEDED", timeout_s=900) for job in (int8, pruned, chain)}
 
@@ -63,6 +64,8 @@ def test_quantize_prune_distill_gate_lineage_and_serving(api: Api, ray_head: Any
                 "metric"} <= set(report[side])  # fmt: skip
     int8_version = {**version(api, result["model"]), "ref": result["model"]}
     assert int8_version["status"] == "rejected"
+    smoothed = load_compressed(int8_version["uri"])  # each Linear smoothed, then int8
+    assert sum(isinstance(module, SmoothedLinear) for module in smoothed.modules()) == 37
     assert "min_speedup of 1000x" in int8_version["status_reason"]
 
     # Pruned to 50%: measured on the child, and in the file the version points to.

@@ -30,6 +30,7 @@ from raydc.workloads.compress_ops import (
     sparsity,
 )
 from raydc.workloads.compress_prune import prune_model
+from raydc.workloads.compress_smooth import SmoothedLinear
 
 VOCAB, DIM, HIDDEN, CLASSES, LENGTH, KEYWORDS = 1000, 32, 64, 2, 8, 100
 VOTERS = 5  # keywords per input: an odd count, so there is no tie
@@ -167,6 +168,24 @@ def test_static_int8_calibrates_activation_ranges(app: ToyApp, parent_dir: Path)
     assert isinstance(linear, nnq.Linear) and not isinstance(linear, nnqd.Linear)
     assert float(child.up.quant.scale) > 0  # a fixed input range, from calibration
     assert app.evaluate(child) >= app.evaluate(parent) - 0.05
+
+
+def test_smoothed_int8_wraps_each_linear_and_reloads(
+    app: ToyApp, parent_dir: Path, tmp_path: Path
+) -> None:
+    parent = app.load(str(parent_dir))
+    step = QuantizeStep(type="quantize", smooth_alpha=0.8)
+    with pytest.raises(ValueError, match="calibration batches"):
+        quantize(app.load(str(parent_dir)), step, [])
+    child = quantize(app.load(str(parent_dir)), step, app.calibration_inputs(4))
+    for smoothed in (child.up, child.down):
+        assert isinstance(smoothed, SmoothedLinear) and isinstance(smoothed.linear, nnqd.Linear)
+    assert isinstance(parent.up, nn.Linear)  # the parent is left as it was
+    assert app.evaluate(child) >= app.evaluate(parent) - 0.05
+    save_compressed(tmp_path / "child", child, {"quantized_engine": "x86"}, app.metadata(""))
+    back = load_compressed(tmp_path / "child")
+    with torch.inference_mode():
+        assert torch.equal(back(app.test_ids), child(app.test_ids))
 
 
 def test_an_engine_torch_lacks_is_refused(app: ToyApp, parent_dir: Path, monkeypatch: Any) -> None:

@@ -42,6 +42,7 @@ def test_defaults() -> None:
     assert prune.finetune_epochs == 0
     assert isinstance(quantize, QuantizeStep) and quantize.method == "dynamic"
     assert quantize.per_channel and quantize.embeddings and quantize.backend is None
+    assert quantize.smooth_alpha is None  # smoothing is asked for, not assumed
     assert spec.gate.max_accuracy_drop == 1.0 and spec.gate.min_speedup is None
 
 
@@ -72,6 +73,12 @@ def test_defaults() -> None:
             "'neurons' or 'heads'",
         ),
         ({"steps": [{"type": "distill", "alpha": 2}]}, ("alpha",), "less than or equal to 1"),
+        ({"steps": [{"type": "quantize", "smooth_alpha": 0}]}, ("smooth_alpha",), "greater than 0"),
+        (
+            {"steps": [{"type": "quantize", "smooth_alpha": 1.5}]},
+            ("smooth_alpha",),
+            "less than or equal to 1",
+        ),
         ({"gate": {"min_speedup": 0}}, ("min_speedup",), "greater than 0"),
         ({"model": "intent:0"}, ("model",), "pattern"),
         ({"model": "intent:latest"}, ("model",), "pattern"),

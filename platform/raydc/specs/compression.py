@@ -37,7 +37,8 @@ class QuantizeStep(StrictModel):
     """int8 weights. ``dynamic``: Linear weights int8, activations quantized per batch
     at run time (and, with ``embeddings``, embedding tables int8 weight-only).
     ``static``: activations' ranges fixed once from ``calibration_batches`` batches of
-    the app's calibration data."""
+    the app's calibration data. ``smooth_alpha`` first moves activation outliers into
+    the weights (either method; see raydc.workloads.compress_smooth)."""
 
     type: Literal["quantize"]
     method: Literal["dynamic", "static"] = "dynamic"
@@ -48,7 +49,19 @@ class QuantizeStep(StrictModel):
         default=True, description="a scale per output channel (else one per layer; dynamic only)"
     )
     embeddings: bool = Field(default=True, description="also quantize embedding tables")
-    calibration_batches: int = Field(default=8, ge=1, le=1000, description="static only")
+    smooth_alpha: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=(
+            "smooth activation outliers into the weights before int8 (SmoothQuant): "
+            "each Linear input channel j is divided by s_j = max|x_j|^alpha / "
+            "max|w_j|^(1-alpha), measured on calibration batches; unset: no smoothing"
+        ),
+    )
+    calibration_batches: int = Field(
+        default=8, ge=1, le=1000, description="for static int8 and for smoothing"
+    )
 
 
 class PruneStep(StrictModel):

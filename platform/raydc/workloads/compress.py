@@ -59,9 +59,8 @@ def run_step(spec_json: dict[str, Any], index: int, source: str, out_dir: str) -
     model = app.load(source)
     meta: dict[str, Any] = {"steps": step_records(spec, index + 1)}
     if isinstance(step, QuantizeStep):
-        calibration = (
-            app.calibration_inputs(step.calibration_batches) if step.method == "static" else []
-        )
+        needs_calibration = step.method == "static" or step.smooth_alpha is not None
+        calibration = app.calibration_inputs(step.calibration_batches) if needs_calibration else []
         model = quantize(model, step, calibration)
         meta["quantized_engine"] = torch.backends.quantized.engine
     elif isinstance(step, PruneStep):

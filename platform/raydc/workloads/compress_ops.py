@@ -9,6 +9,7 @@ app's whole inference model (``model(*inputs) -> logits``), on the CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -22,6 +23,7 @@ from torch.ao import quantization as tq
 from torch.ao.nn import quantized as nnq
 
 from raydc.specs.compression import QuantizeStep
+from raydc.workloads.compress_smooth import smooth
 
 Inputs = tuple[torch.Tensor, ...]
 Batch = tuple[Inputs, torch.Tensor]  # (model inputs, true labels)
@@ -179,6 +181,8 @@ def quantize(model: nn.Module, step: QuantizeStep, calibration: list[Inputs]) ->
     torch.backends.quantized.engine = engine
     weights = tq.per_channel_dynamic_qconfig if step.per_channel else tq.default_dynamic_qconfig
     spec: dict[Any, Any] = {nn.Linear: weights}
+    if step.smooth_alpha is not None:
+        model = smooth(copy.deepcopy(model).eval(), calibration, step.smooth_alpha)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_DEPRECATED)
         if step.method == "dynamic":
@@ -210,8 +214,6 @@ def _quantize_static(model: nn.Module, engine: str, calibration: list[Inputs]) -
     ranges over the calibration batches, and convert freezes them."""
     if not calibration:
         raise ValueError("static quantization needs calibration batches; the app gave none")
-    import copy
-
     float_model = copy.deepcopy(model)
     for owner in list(float_model.modules()):
         for name, child in list(owner.named_children()):
