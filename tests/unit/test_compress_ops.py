@@ -186,6 +186,10 @@ def test_smoothed_int8_wraps_each_linear_and_reloads(
     back = load_compressed(tmp_path / "child")
     with torch.inference_mode():
         assert torch.equal(back(app.test_ids), child(app.test_ids))
+    static = QuantizeStep(type="quantize", method="static", backend="fbgemm", smooth_alpha=0.5)
+    child = quantize(app.load(str(parent_dir)), static, app.calibration_inputs(4))
+    assert isinstance(child.up, SmoothedLinear) and isinstance(child.up.linear.linear, nnq.Linear)
+    assert app.evaluate(child) >= app.evaluate(parent) - 0.05
 
 
 def test_an_engine_torch_lacks_is_refused(app: ToyApp, parent_dir: Path, monkeypatch: Any) -> None:
