@@ -72,6 +72,7 @@ bench-tune: setup
 # what torch's int8 kernels gain over float on this CPU at the model's shapes.
 bench-compress: setup
 	$(BIN)/python benchmarks/int8_kernels.py
+	$(BIN)/python benchmarks/int8_smoothing.py
 	$(BIN)/python benchmarks/compress_intent.py
 
 # Scale-up and node-loss recovery on the local autoscaling cluster (issue #6).
