@@ -177,10 +177,13 @@ def test_smoothed_int8_wraps_each_linear_and_reloads(
     step = QuantizeStep(type="quantize", smooth_alpha=0.8)
     with pytest.raises(ValueError, match="calibration batches"):
         quantize(app.load(str(parent_dir)), step, [])
-    child = quantize(app.load(str(parent_dir)), step, app.calibration_inputs(4))
+    weights = {name: value.clone() for name, value in parent.state_dict().items()}
+    child = quantize(parent, step, app.calibration_inputs(4))
     for smoothed in (child.up, child.down):
         assert isinstance(smoothed, SmoothedLinear) and isinstance(smoothed.linear, nnqd.Linear)
-    assert isinstance(parent.up, nn.Linear)  # the parent is left as it was
+    assert isinstance(parent.up, nn.Linear) and isinstance(parent.down, nn.Linear)
+    for name, value in parent.state_dict().items():
+        assert torch.equal(value, weights[name]), name  # the parent is left as it was
     assert app.evaluate(child) >= app.evaluate(parent) - 0.05
     save_compressed(tmp_path / "child", child, {"quantized_engine": "x86"}, app.metadata(""))
     back = load_compressed(tmp_path / "child")

@@ -46,8 +46,13 @@ def test_the_scale_is_the_smoothquant_formula_and_clamped() -> None:
     scale = smoothing_scale(peak, weight, alpha=0.5)
     assert scale[0] == pytest.approx(9.0**0.5 / 2.0**0.5)
     assert scale[1] == pytest.approx(1.0 / 4.0**0.5)
-    assert 1e-4 <= float(scale[2]) <= 1e4  # a dead channel and column: finite
     assert torch.equal(smoothing_scale(peak, weight, alpha=1.0)[:2], torch.tensor([9.0, 1.0]))
+    # A channel never seen non-zero, or a zero weight column, is left alone: s = 1.
+    assert float(scale[2]) == 1.0
+    assert float(smoothing_scale(torch.tensor([0.0, 5.0]), torch.ones(2, 2), 0.8)[0]) == 1.0
+    assert float(smoothing_scale(torch.tensor([5.0]), torch.zeros(2, 1), 0.8)[0]) == 1.0
+    huge = smoothing_scale(torch.tensor([1e12]), torch.tensor([[1e-3]]), alpha=1.0)
+    assert float(huge[0]) == 1e4  # clamped
 
 
 def test_smoothing_leaves_the_float_outputs_as_they_were() -> None:
@@ -80,6 +85,32 @@ def test_smoothing_cuts_the_int8_error_of_an_outlier_channel() -> None:
 
     plain, smoothed = int8_error(None), int8_error(0.8)
     assert smoothed < plain / 2, (plain, smoothed)
+
+
+def test_a_linear_called_with_a_keyword_input_is_recorded() -> None:
+    class Keyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(IN, OUT)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(input=x)
+
+    [(x,)] = outlier_batches(1)
+    assert torch.equal(input_ranges(Keyword(), [(x,)])["linear"], x.abs().amax(dim=(0, 1)))
+
+
+def test_a_shared_linear_or_tied_weight_is_refused() -> None:
+    shared = two_layers()
+    shared.add_module("again", shared[0])  # one Linear under two names
+    with pytest.raises(ValueError, match="shared as"):
+        smooth(shared, outlier_batches(1), alpha=0.5)
+    tied = nn.Sequential(nn.Linear(IN, IN), nn.Linear(IN, IN))
+    tied[1].weight = tied[0].weight
+    before = tied[0].weight.detach().clone()
+    with pytest.raises(ValueError, match="shared as"):
+        smooth(tied, outlier_batches(1), alpha=0.5)
+    assert torch.equal(tied[0].weight, before)  # refused before touching anything
 
 
 def test_smoothing_needs_calibration_and_a_sane_alpha() -> None:
