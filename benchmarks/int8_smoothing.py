@@ -8,7 +8,10 @@ no Ray) from ``--seeds`` seeds, quantizes each parent without and with activatio
 smoothing (``smooth_alpha``, 0.8 as apps/intent/compress.yaml), and evaluates all
 three on the held-out split at batch 256 (what a compress job's evaluation uses) and at
 batch 1 (each utterance gets its own int8 activation range). For the first parent it
-also times the three at batch 1 on one thread, in alternating rounds. Prints JSON.
+also times the three at batch 1 on one thread, in alternating rounds, records each
+Linear's input peak and median channel on the calibration batches, and the KL
+divergence of int8 logits from the parent's for a range of alpha, on 8 other batches of
+the training split (how alpha was chosen: never on the held-out split). Prints JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from intent.encoder import load_encoder, load_tokenizer
 from intent.engine import make_batches, train_one_epoch
 from intent.model import IntentClassifier
 from raydc.specs.compression import QuantizeStep
-from raydc.workloads.compress_ops import quantize
+from raydc.workloads.compress_ops import Inputs, quantize
+from raydc.workloads.compress_smooth import input_ranges
 from raydc.workloads.loops import epoch_seed
 
 
@@ -83,6 +87,30 @@ def batch1_ms(app: Compression, models: list[nn.Module], rounds: int) -> list[fl
     return [round(statistics.median(mine) * 1e3, 3) for mine in times]
 
 
+def kl_from_parent(parent: nn.Module, child: nn.Module, batches: list[Inputs]) -> float:
+    total = 0.0
+    with torch.inference_mode():
+        for inputs in batches:
+            expected = nn.functional.log_softmax(parent(*inputs), dim=-1)
+            got = nn.functional.log_softmax(child(*inputs), dim=-1)
+            total += float(
+                nn.functional.kl_div(got, expected, log_target=True, reduction="batchmean")
+            )
+    return round(total / len(batches), 5)
+
+
+def alpha_sweep(
+    parent: nn.Module, calibration: list[Inputs], other: list[Inputs]
+) -> dict[str, float]:
+    sweep = {
+        "plain": kl_from_parent(parent, quantize(parent, QuantizeStep(type="quantize"), []), other)
+    }
+    for alpha in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0):
+        step = QuantizeStep(type="quantize", smooth_alpha=alpha)
+        sweep[str(alpha)] = kl_from_parent(parent, quantize(parent, step, calibration), other)
+    return sweep
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=4)
@@ -95,9 +123,11 @@ def main() -> None:
     app = Compression()
     data = load_dataset()
     features = intent_train._with_features(load_encoder(), load_tokenizer(), data.train, 6)
-    calibration = app.calibration_inputs(8)
+    calibration, other = app.calibration_inputs(8), app.calibration_inputs(16)[8:]
     parents: list[dict[str, Any]] = []
     timing: list[float] = []
+    peaks: dict[str, list[float]] = {}
+    sweep: dict[str, float] = {}
     for seed in range(args.seeds):
         parent = train_parent(seed, features)
         plain = quantize(parent, QuantizeStep(type="quantize"), [])
@@ -114,6 +144,11 @@ def main() -> None:
             }
         if seed == 0:
             timing = batch1_ms(app, [parent, plain, smoothed], args.rounds)
+            peaks = {
+                name: [round(float(peak.max()), 2), round(float(peak.median()), 2)]
+                for name, peak in input_ranges(parent, calibration).items()
+            }
+            sweep = alpha_sweep(parent, calibration, other)
         parents.append(row)
     worst = {
         name: max(max(row["drop_points"][name].values()) for row in parents)
@@ -126,6 +161,8 @@ def main() -> None:
         "parents": parents,
         "worst_drop_points": worst,
         "batch1_ms_parent_plain_smoothed": timing,
+        "kl_from_parent_by_alpha": sweep,
+        "input_peak_and_median_channel": peaks,
         "loadavg_1m": round(os.getloadavg()[0], 1),
         "wall_s": round(time.perf_counter() - started, 1),
     })  # fmt: skip
