@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from raydc.client import zip_directory
@@ -91,7 +92,14 @@ def test_a_failed_worker_restarts_from_its_checkpoint(api: Api) -> None:
 
 
 def test_cluster_view_shows_the_node(api: Api) -> None:
+    # The API is up before the reconciler's first connect (it serves while Ray is
+    # unreachable too): right after a start the view may still say not connected.
+    deadline = time.monotonic() + 60
     cluster = api.http.get("/v1/cluster").json()
+    while not cluster["connected"] and time.monotonic() < deadline:
+        assert cluster["nodes"] == [] and cluster["capacity"]["cpu"] == 0
+        time.sleep(0.2)
+        cluster = api.http.get("/v1/cluster").json()
     assert cluster["connected"] is True
     assert cluster["capacity"]["cpu"] == 4
     assert len(cluster["nodes"]) == 1 and cluster["nodes"][0]["is_head"]
