@@ -1,7 +1,7 @@
 """Activation smoothing before int8 (SmoothQuant, Xiao et al. 2023), in plain PyTorch.
 
 A transformer's Linear inputs have a few channels far larger than the rest (MiniLM:
-up to 28 against a median of 1.8). One int8 scale per input tensor then spends its
+up to 30 against a median of 1.8). One int8 scale per input tensor then spends its
 range on those few channels and rounds the rest coarsely. Smoothing moves that range
 into the weights, which int8 quantizes per output channel anyway: for input channel
 ``j``, ``s_j = max|x_j|^alpha / max|w_j|^(1 - alpha)`` over calibration batches, the
