@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -58,6 +59,8 @@ class TenantRow(Base):
     quota_cpu: Mapped[float | None] = mapped_column(Float)
     quota_gpu: Mapped[float | None] = mapped_column(Float)
     quota_memory_gb: Mapped[float | None] = mapped_column(Float)
+    # What the tenant may keep stored: code bundles (unpacked) and its jobs' artifacts.
+    quota_storage_gb: Mapped[float | None] = mapped_column(Float)
     # Fair-share weight among tenants at the same priority: a weight-2 tenant's fair share
     # is twice a weight-1 tenant's.
     weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
@@ -80,6 +83,12 @@ class ApiTokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # NULL = never expires. A job's token expires with the job, and is revoked when it ends.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Written at most once per authentication-cache lifetime, not on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set for the token a job runs with: it is scoped to that job's tenant and job.
+    job_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class JobRow(Base):
@@ -132,6 +141,8 @@ class JobRow(Base):
     stop_action: Mapped[str | None] = mapped_column(String(16))
     stop_for: Mapped[str | None] = mapped_column(String(64))
     target_workers: Mapped[int | None] = mapped_column(Integer)
+    # Bytes the job's run directory held when it ended: counted against storage quota.
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class JobEventRow(Base):
@@ -153,6 +164,8 @@ class CodeBundleRow(Base):
     ref: Mapped[str] = mapped_column(String(71), primary_key=True)
     tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"), primary_key=True)
     size_bytes: Mapped[int] = mapped_column(Integer)
+    # What the bundle unpacks to: what it counts against the tenant's storage quota.
+    unpacked_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
