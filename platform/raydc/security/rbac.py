@@ -12,12 +12,14 @@ class Action(StrEnum):
     READ = "read"  # jobs, models, logs, queue, cluster of own tenant
     SUBMIT = "submit"  # submit/cancel jobs, upload code in own tenant
     ADMIN = "admin"  # tenants, quotas, tokens, every tenant
+    METRICS = "metrics"  # GET /metrics: every tenant's counts, for Prometheus
 
 
 _ALLOWED: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
     Role.MEMBER: frozenset({Action.READ, Action.SUBMIT}),
     Role.VIEWER: frozenset({Action.READ}),
+    Role.MONITOR: frozenset({Action.METRICS}),
 }
 
 

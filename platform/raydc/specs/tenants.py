@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from raydc.specs.base import StrictModel
+from raydc.specs.base import StrictInt, StrictModel
 
 TENANT_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -15,6 +15,7 @@ class Role(StrEnum):
     ADMIN = "admin"  # everything, every tenant
     MEMBER = "member"  # submit and cancel in its own tenant
     VIEWER = "viewer"  # read its own tenant
+    MONITOR = "monitor"  # read /metrics only (Prometheus' scrape token)
 
 
 class Quota(StrictModel):
@@ -48,7 +49,14 @@ class TenantCreate(StrictModel):
         return TenantScheduling(weight=self.weight, borrowing_limit=self.borrowing_limit)
 
 
+# The longest a token may be made to live for: ten years.
+MAX_TOKEN_LIFETIME_S = 10 * 365 * 24 * 3600
+
+
 class TokenCreate(StrictModel):
     tenant: str = Field(pattern=TENANT_NAME_PATTERN)
     role: Role
     name: str = Field(min_length=1, max_length=100)
+    expires_in_s: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_TOKEN_LIFETIME_S, description="unset = never expires"
+    )
