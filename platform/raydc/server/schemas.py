@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from raydc.security.rbac import Action, Principal
 from raydc.specs.tenants import Quota
-from raydc.store.models import JobEventRow, JobRow, ModelVersionRow, TenantRow
+from raydc.store.models import JobEventRow, JobRow, ModelRow, ModelVersionRow, TenantRow
 
 
 class Out(BaseModel):
@@ -72,7 +73,31 @@ class JobOut(Out):
 
     @classmethod
     def of(cls, row: JobRow) -> JobOut:
+        """The job in full: for code that acts for a member or an admin (see for_principal)."""
         return cls.model_validate(row)
+
+    @classmethod
+    def for_principal(cls, row: JobRow, principal: Principal) -> JobOut:
+        """The job as ``principal`` may see it: ``spec.env`` values only for whoever may
+        submit in the tenant (members, admins). They could run a job that prints its
+        environment anyway; a viewer (a read-only token, a job's own token) could not, so
+        a viewer sees the keys with each value replaced by ``HIDDEN``."""
+        out = cls.of(row)
+        if principal.may(Action.SUBMIT):
+            return out
+        return out.model_copy(update={"spec": without_env_values(out.spec)})
+
+
+HIDDEN = "<hidden>"
+
+
+def without_env_values(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a job spec with each ``env`` value replaced by ``HIDDEN`` (the row's own
+    dict is never changed: it belongs to the session)."""
+    env = spec.get("env")
+    if not isinstance(env, dict) or not env:
+        return spec
+    return {**spec, "env": dict.fromkeys(env, HIDDEN)}
 
 
 class JobPage(Out):
@@ -103,6 +128,8 @@ class ModelOut(Out):
 
 
 class ModelVersionOut(Out):
+    tenant: str
+    model: str  # the model's name
     version: int
     uri: str
     metrics: dict[str, Any]
@@ -114,8 +141,11 @@ class ModelVersionOut(Out):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: ModelVersionRow) -> ModelVersionOut:
-        return cls.model_validate(row)
+    def of(cls, model: ModelRow, row: ModelVersionRow) -> ModelVersionOut:
+        return cls.model_validate(
+            {**{f: getattr(row, f) for f in cls.model_fields if hasattr(row, f)},
+             "tenant": model.tenant, "model": model.name}
+        )  # fmt: skip
 
 
 class QueueEntry(Out):

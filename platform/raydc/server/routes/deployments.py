@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from raydc.server.addressing import TenantQuery
 from raydc.server.bodies import read_limited
 from raydc.server.control_plane import ControlPlane
 from raydc.server.deps import ControlPlaneDep, Reader, Submitter
@@ -48,26 +49,33 @@ async def create_deployment(
 
 
 @router.get("")
-def list_deployments(cp: ControlPlaneDep, principal: Reader) -> list[DeploymentOut]:
+def list_deployments(
+    cp: ControlPlaneDep, principal: Reader, tenant: TenantQuery = None
+) -> list[DeploymentOut]:
     with cp.tx() as session:
-        return [_out(cp, row) for row in deployments.list_deployments(session, principal)]
+        rows = deployments.list_deployments(session, principal, tenant)
+        return [_out(cp, row) for row in rows]
 
 
 @router.get("/{name}")
-def get_deployment(name: str, cp: ControlPlaneDep, principal: Reader) -> DeploymentOut:
+def get_deployment(
+    name: str, cp: ControlPlaneDep, principal: Reader, tenant: TenantQuery = None
+) -> DeploymentOut:
     with cp.tx() as session:
-        return _out(cp, deployments.get_deployment(session, principal, name))
+        return _out(cp, deployments.get_deployment(session, principal, name, tenant))
 
 
 @router.patch("/{name}")
 async def patch_deployment(
-    name: str, request: Request, cp: ControlPlaneDep, principal: Submitter
-) -> DeploymentOut:
+    name: str, request: Request, cp: ControlPlaneDep, principal: Submitter,
+    tenant: TenantQuery = None,
+) -> DeploymentOut:  # fmt: skip
     patch = deployments.parse_patch(await _body(request, cp))
 
     def work() -> DeploymentOut:
         with cp.tx() as session:
-            return _out(cp, deployments.patch_deployment(session, principal, name, patch))
+            row = deployments.patch_deployment(session, principal, name, patch, tenant)
+            return _out(cp, row)
 
     out = await cp.run_db(work)
     cp.deployer.wake()
@@ -75,8 +83,10 @@ async def patch_deployment(
 
 
 @router.delete("/{name}", status_code=202)
-def delete_deployment(name: str, cp: ControlPlaneDep, principal: Submitter) -> DeploymentOut:
+def delete_deployment(
+    name: str, cp: ControlPlaneDep, principal: Submitter, tenant: TenantQuery = None
+) -> DeploymentOut:
     with cp.tx() as session:
-        out = _out(cp, deployments.delete_deployment(session, principal, name))
+        out = _out(cp, deployments.delete_deployment(session, principal, name, tenant))
     cp.deployer.wake()
     return out

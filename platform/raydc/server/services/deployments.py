@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from raydc.security.rbac import Principal
-from raydc.server.errors import Conflict, InvalidInput, NotFound
+from raydc.server.errors import Conflict, InvalidInput
+from raydc.server.services.addressing import addressed_tenants, the_one
 from raydc.server.services.models import ResolvedVersion, resolve_servable_version
 from raydc.server.validation import invalid_input
 from raydc.specs.deployments import DeploymentPatch, DeploymentSpec, split_model_ref
@@ -108,28 +109,36 @@ def create_deployment(
     return row
 
 
-def get_deployment(session: Session, principal: Principal, name: str) -> DeploymentRow:
+def get_deployment(
+    session: Session, principal: Principal, name: str, tenant: str | None = None
+) -> DeploymentRow:
+    """The visible deployment ``name`` (of ``tenant`` if given): see services.addressing."""
     query = select(DeploymentRow).where(DeploymentRow.name == name)
-    if not principal.is_admin:
-        query = query.where(DeploymentRow.tenant == principal.tenant)
+    tenants = addressed_tenants(principal, tenant)
+    if tenants is not None:
+        query = query.where(DeploymentRow.tenant.in_(tenants))
     rows = list(session.scalars(query.order_by(DeploymentRow.tenant)))
-    if not rows:
-        raise NotFound(f"deployment '{name}' not found")
-    own = [r for r in rows if r.tenant == principal.tenant]
-    return own[0] if own else rows[0]
+    return the_one(rows, lambda row: row.tenant, f"deployment '{name}'")
 
 
-def list_deployments(session: Session, principal: Principal) -> list[DeploymentRow]:
+def list_deployments(
+    session: Session, principal: Principal, tenant: str | None = None
+) -> list[DeploymentRow]:
     query = select(DeploymentRow).order_by(DeploymentRow.tenant, DeploymentRow.name)
-    if not principal.is_admin:
-        query = query.where(DeploymentRow.tenant == principal.tenant)
+    tenants = addressed_tenants(principal, tenant)
+    if tenants is not None:
+        query = query.where(DeploymentRow.tenant.in_(tenants))
     return list(session.scalars(query))
 
 
 def patch_deployment(
-    session: Session, principal: Principal, name: str, patch: DeploymentPatch
+    session: Session,
+    principal: Principal,
+    name: str,
+    patch: DeploymentPatch,
+    tenant: str | None = None,
 ) -> DeploymentRow:
-    row = get_deployment(session, principal, name)
+    row = get_deployment(session, principal, name, tenant)
     if row.status == DELETING:
         raise Conflict(f"deployment '{name}' is being deleted")
     current = DeploymentSpec.model_validate(row.spec)
@@ -157,8 +166,10 @@ def patch_deployment(
     return row
 
 
-def delete_deployment(session: Session, principal: Principal, name: str) -> DeploymentRow:
-    row = get_deployment(session, principal, name)
+def delete_deployment(
+    session: Session, principal: Principal, name: str, tenant: str | None = None
+) -> DeploymentRow:
+    row = get_deployment(session, principal, name, tenant)
     if row.status != DELETING:
         row.status = DELETING
         row.generation += 1

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from raydc.security.rbac import Principal
 from raydc.server.errors import InvalidInput, NotFound
+from raydc.server.services.addressing import addressed_tenants, the_one
 from raydc.specs.deployments import split_model_ref
 from raydc.store.models import VERSION_READY, VERSION_REJECTED, JobRow, ModelRow, ModelVersionRow
 
@@ -116,49 +117,59 @@ def register_version(
     return version
 
 
-def list_models(session: Session, principal: Principal) -> list[tuple[ModelRow, int, int]]:
-    """Each visible model with its number of versions and latest version."""
+def list_models(
+    session: Session, principal: Principal, tenant: str | None = None
+) -> list[tuple[ModelRow, int, int]]:
+    """Each visible model (of ``tenant`` if given) with its number of versions and latest."""
     query = (
         select(ModelRow, func.count(ModelVersionRow.id), func.max(ModelVersionRow.version))
         .join(ModelVersionRow, ModelVersionRow.model_id == ModelRow.id, isouter=True)
         .group_by(ModelRow.id)
         .order_by(ModelRow.tenant, ModelRow.name)
     )
-    if not principal.is_admin:
-        query = query.where(ModelRow.tenant == principal.tenant)
+    tenants = addressed_tenants(principal, tenant)
+    if tenants is not None:
+        query = query.where(ModelRow.tenant.in_(tenants))
     return [(row, count, latest or 0) for row, count, latest in session.execute(query)]
 
 
-def list_versions(session: Session, principal: Principal, name: str) -> list[ModelVersionRow]:
-    query = select(ModelRow).where(ModelRow.name == name)
-    if not principal.is_admin:
-        query = query.where(ModelRow.tenant == principal.tenant)
-    models = list(session.scalars(query))
-    if not models:
-        raise NotFound(f"model '{name}' not found")
-    return list(
-        session.scalars(
-            select(ModelVersionRow)
-            .where(ModelVersionRow.model_id.in_([m.id for m in models]))
-            .order_by(ModelVersionRow.model_id, ModelVersionRow.version)
+def get_model(
+    session: Session, principal: Principal, name: str, tenant: str | None = None
+) -> ModelRow:
+    """The visible model ``name`` (of ``tenant`` if given): see services.addressing."""
+    query = select(ModelRow).where(ModelRow.name == name).order_by(ModelRow.tenant)
+    tenants = addressed_tenants(principal, tenant)
+    if tenants is not None:
+        query = query.where(ModelRow.tenant.in_(tenants))
+    return the_one(list(session.scalars(query)), lambda row: row.tenant, f"model '{name}'")
+
+
+def list_versions(
+    session: Session, principal: Principal, name: str, tenant: str | None = None
+) -> tuple[ModelRow, list[ModelVersionRow]]:
+    """A visible model and its versions, oldest first."""
+    model = get_model(session, principal, name, tenant)
+    versions = session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.model_id == model.id)
+        .order_by(ModelVersionRow.version)
+    )
+    return model, list(versions)
+
+
+def get_version(
+    session: Session, principal: Principal, name: str, number: int, tenant: str | None = None
+) -> tuple[ModelRow, ModelVersionRow]:
+    """Version ``number`` of the visible model ``name`` (of ``tenant`` if given)."""
+    model = get_model(session, principal, name, tenant)
+    version = session.scalar(
+        select(ModelVersionRow).where(
+            ModelVersionRow.model_id == model.id, ModelVersionRow.version == number
         )
     )
-
-
-def get_version(session: Session, principal: Principal, name: str, number: int) -> ModelVersionRow:
-    """Version ``number`` of a visible model ``name`` (an admin: the first tenant's)."""
-    query = (
-        select(ModelVersionRow)
-        .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
-        .where(ModelRow.name == name, ModelVersionRow.version == number)
-        .order_by(ModelRow.tenant)
-    )
-    if not principal.is_admin:
-        query = query.where(ModelRow.tenant == principal.tenant)
-    version = session.scalars(query).first()
     if version is None:
         raise NotFound(f"model '{name}' has no version {number}")
-    return version
+    return model, version
 
 
 def version_uri(session: Session, tenant: str, ref: str) -> str | None:
