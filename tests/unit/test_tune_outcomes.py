@@ -22,15 +22,19 @@ from raydc.store.db import make_engine
 from raydc.store.models import JobRow
 from raydc.workloads.protocol import write_result
 from tests.unit.factories import ADMIN, train_spec, tune_spec
+from tests.unit.run_files import run_checkpoint
 from tests.unit.test_tenants import sdk_for
 
 RUNNING = RayJobState("RUNNING", None, None, None)
 
 
-def running_job(api: TestClient, control_plane: ControlPlane, spec: dict[str, Any]) -> ActiveJob:
+def running_job(
+    api: TestClient, control_plane: ControlPlane, spec: dict[str, Any],
+    headers: dict[str, str] = ADMIN,
+) -> ActiveJob:  # fmt: skip
     node = Demand(cpu=8, gpu=0, memory_gb=64)
     control_plane.link.capacity = ClusterCapacity(total=node, nodes=(node,))
-    job_id = api.post("/v1/jobs", json=spec, headers=ADMIN).json()["id"]
+    job_id = api.post("/v1/jobs", json=spec, headers=headers).json()["id"]
     assert control_plane.reconciler.schedule() == [job_id]
     ray_says_running(control_plane, active(control_plane, job_id))
     job = active(control_plane, job_id)
@@ -84,7 +88,7 @@ def test_a_finished_search_registers_its_best_trial_with_lineage(
     trials = [trial("t_0", "TERMINATED", 0.01, 0.8), trial("t_1", "TERMINATED", 0.02, 0.9)]
     best = {"id": "t_1", "config": trials[1]["config"], "metrics": trials[1]["metrics"]}
     outcome = {"status": "succeeded", "metrics": {"epoch": 2, "accuracy": 0.9},
-               "checkpoint_path": str(tmp_path / "t_1" / "checkpoint_000001"),
+               "checkpoint_path": run_checkpoint(control_plane.settings, job.id, "t_1", "c_1"),
                "trials": trials, "best_trial": best}  # fmt: skip
     write_result(result_path(control_plane.settings, job.id, job.sid), outcome)
     assert control_plane.reconciler.outcomes.finish_from_result(job, ray_status="SUCCEEDED")
@@ -122,7 +126,8 @@ def test_a_train_jobs_version_records_its_config(
 ) -> None:
     spec = train_spec(name="plain", config={"epochs": 2, "lr": 0.01})
     job = running_job(api, control_plane, spec)
-    outcome = {"status": "succeeded", "metrics": {"accuracy": 0.9}, "checkpoint_path": "/ckpt"}
+    outcome = {"status": "succeeded", "metrics": {"accuracy": 0.9},
+               "checkpoint_path": run_checkpoint(control_plane.settings, job.id)}  # fmt: skip
     write_result(result_path(control_plane.settings, job.id, job.sid), outcome)
     assert control_plane.reconciler.outcomes.finish_from_result(job, ray_status="SUCCEEDED")
     [version] = api.get("/v1/models/plain/versions", headers=ADMIN).json()
@@ -174,7 +179,8 @@ def test_the_cli_lists_a_searchs_trials_and_marks_the_best(
     trials = [trial("t_0", "TERMINATED", 0.01, 0.8), trial("t_1", "TERMINATED", 0.02, 0.9),
               {**trial("t_2", "ERROR", 0.03, None), "error": "RuntimeError: boom"}]  # fmt: skip
     best = {"id": "t_1", "config": trials[1]["config"], "metrics": trials[1]["metrics"]}
-    outcome = {"status": "succeeded", "metrics": trials[1]["metrics"], "checkpoint_path": "/c",
+    outcome = {"status": "succeeded", "metrics": trials[1]["metrics"],
+               "checkpoint_path": run_checkpoint(control_plane.settings, job.id),
                "trials": trials, "best_trial": best}  # fmt: skip
     write_result(result_path(control_plane.settings, job.id, job.sid), outcome)
     assert control_plane.reconciler.outcomes.finish_from_result(job, ray_status="SUCCEEDED")

@@ -17,6 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from raydc.cluster.client import RayCluster
 from raydc.cluster.jobs import RayJobState, submission_id
+from raydc.server.job_reports import (
+    UntrustedReport,
+    directory_size,
+    finite_metrics,
+    own_checkpoint,
+    read_progress_file,
+    read_result_file,
+)
 from raydc.server.services.job_status import count_events, record_run_event, switch_job_status
 from raydc.server.services.launch import logs_path, progress_path, result_path
 from raydc.server.services.models import register_version
@@ -25,7 +33,7 @@ from raydc.specs.deployments import split_model_ref
 from raydc.specs.status import ACTIVE_STATUSES, JobStatus, TerminationReason
 from raydc.store.db import transaction
 from raydc.store.models import JobRow, utcnow
-from raydc.workloads.protocol import RUN_EVENT_REASONS, read_result
+from raydc.workloads.protocol import RUN_EVENT_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +176,14 @@ class JobOutcomes:
     def note_progress(self, job: ActiveJob) -> None:
         """Show a running tune job's trials as its result (the driver's progress file),
         and when any of them last checkpointed."""
-        progress = read_result(progress_path(self.settings, job.id))
+        progress = read_progress_file(progress_path(self.settings, job.id))
         if progress is None:
             return
-        result = {"trials": progress.get("trials") or []}
-        stamp = progress.get("checkpointed_at")
-        checkpointed = (
-            datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int | float) else None
-        )
+        result = {"trials": progress.trials or []}
+        stamp = progress.checkpointed_at
+        checkpointed = None
+        if stamp is not None and 0 <= stamp < 2**33:  # a job's clock is not trusted either
+            checkpointed = datetime.fromtimestamp(stamp, UTC)
         with transaction(self.sessions) as session:
             row = guarded(session, job)
             if row is None:
@@ -188,16 +196,15 @@ class JobOutcomes:
     def note_run_events(self, job: ActiveJob) -> None:
         """Copy what Ray Train did on its own (the driver's progress file) into the job's
         events, each once: a worker failed and the group restarted, the group resized."""
-        events = (read_result(progress_path(self.settings, job.id)) or {}).get("events")
-        if not events:
+        progress = read_progress_file(progress_path(self.settings, job.id))
+        if progress is None or not progress.events:
             return
         with transaction(self.sessions) as session:
             row = guarded(session, job)
             if row is None:
                 return
-            for event in events[count_events(session, job.id, RUN_EVENT_REASONS) :]:
-                record_run_event(session, row, reason=str(event.get("reason")),
-                                 message=str(event.get("message") or ""))  # fmt: skip
+            for event in progress.events[count_events(session, job.id, RUN_EVENT_REASONS) :]:
+                record_run_event(session, row, reason=event.reason, message=event.message)
 
     def stopped(self, job: ActiveJob) -> None:
         """The scheduler's stop took effect: requeue a preempted job, restart a resized one.
@@ -251,7 +258,12 @@ class JobOutcomes:
 
         Returns False only when neither knows (Ray lost the job before it wrote a result).
         """
-        outcome = read_result(result_path(self.settings, job.id, job.sid))
+        try:
+            outcome = self._trusted_result(job)
+        except UntrustedReport as error:
+            log.warning("job %s: %s", job.id, error)
+            self.finish(job, JobStatus.FAILED, TerminationReason.INVALID_RESULT, str(error))
+            return True
         if outcome is not None and outcome.get("status") == "succeeded":
             self.finish(job, JobStatus.SUCCEEDED, TerminationReason.COMPLETED, None, outcome)
         elif outcome is not None:
@@ -272,6 +284,20 @@ class JobOutcomes:
         else:
             return False
         return True
+
+    def _trusted_result(self, job: ActiveJob) -> dict[str, Any] | None:
+        """The attempt's result file, checked: its schema, its size, and a checkpoint
+        that lies inside the job's own run directory (then given as its resolved path)."""
+        result = read_result_file(result_path(self.settings, job.id, job.sid))
+        if result is None:
+            return None
+        outcome = result.model_dump(exclude_none=True)
+        outcome["metrics"] = finite_metrics(result.metrics)
+        if result.status == "succeeded" and result.checkpoint_path:
+            outcome["checkpoint_path"] = own_checkpoint(
+                result.checkpoint_path, self.settings.runs_dir, job.id
+            )
+        return outcome
 
     def lost(self, job: ActiveJob) -> None:
         """Ray does not know the attempt: finish it from its result, or requeue it."""
@@ -300,6 +326,11 @@ class JobOutcomes:
         message: str | None,
         outcome: dict[str, Any] | None = None,
     ) -> None:
+        # What the run left behind counts against the tenant's storage quota (measured
+        # before the transaction: a large run directory takes a while to walk).
+        stored = (
+            directory_size(self.settings.runs_dir / job.id).bytes if target.is_terminal else None
+        )
         with transaction(self.sessions) as session:
             row = guarded(session, job)
             if row is None:
@@ -318,6 +349,8 @@ class JobOutcomes:
                     if new.report is not None:
                         result["accepted"] = new.rejected_reason is None
                 row.result = result
+            if stored is not None:
+                row.artifact_bytes = stored
             switch_job_status(session, row, target, reason=reason, message=message)
         log.info("job %s %s", job.id, target.value)
 

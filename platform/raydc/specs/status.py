@@ -63,6 +63,9 @@ class TerminationReason(StrEnum):
     SUBMISSION_FAILED = "submission_failed"  # Ray refused the job (bad runtime env, ...)
     CANCELLED_BY_USER = "cancelled_by_user"
     CLUSTER_LOST_JOB = "cluster_lost_job"  # Ray no longer knows the job: head restarted
+    # The job reported something the control plane refuses to believe (a checkpoint
+    # outside its run directory, a result file too big or malformed).
+    INVALID_RESULT = "invalid_result"
 
     @property
     def final_status(self) -> JobStatus:
@@ -75,4 +78,5 @@ _FINAL_STATUS = {
     TerminationReason.SUBMISSION_FAILED: JobStatus.FAILED,
     TerminationReason.CANCELLED_BY_USER: JobStatus.CANCELLED,
     TerminationReason.CLUSTER_LOST_JOB: JobStatus.PREEMPTED,
+    TerminationReason.INVALID_RESULT: JobStatus.FAILED,
 }
