@@ -1,5 +1,9 @@
 # raydc: `make run` starts local Ray + the control plane; `make test` runs every check.
-PYTHON ?= python3
+# As root, the local Ray head's jobs run as an unprivileged user (SECURITY.md), which must
+# be able to run the venv's interpreter: a Python under root's own home (pyenv's, say) is
+# closed to it, so root builds the venv from the system's Python 3.11+ where there is one.
+SYSTEM_PYTHON := $(shell [ "$$(id -u)" = 0 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3)
+PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.raydc-installed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -11,11 +12,42 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # apps/ next to platform/ in a source checkout; overridable for installed wheels.
 _SOURCE_APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
 
+# An admin token is every tenant's key: refuse one short enough to guess, or one copied
+# from raydc's examples (deploy/kubernetes/secret.yaml, old and current).
+ADMIN_TOKEN_MIN_LENGTH = 32
+PLACEHOLDER_ADMIN_TOKENS = frozenset(
+    {"rdc_CHANGE-ME-admin-token", "rdc_REPLACE-ME-the-server-refuses-this-placeholder"}
+)
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "replaceme")
+MAKE_ADMIN_TOKEN = "python -c \"import secrets; print('rdc_' + secrets.token_urlsafe(32))\""
+
+
+class InsecureAdminToken(ValueError):
+    """An admin token too short to be secret, or a placeholder shipped with raydc."""
+
+
+def check_admin_token(token: str, source: str = "RAYDC_ADMIN_TOKEN") -> str:
+    """The token if it may be the admin's; InsecureAdminToken (never echoing it) if not."""
+    lowered = token.lower()
+    if token in PLACEHOLDER_ADMIN_TOKENS or any(m in lowered for m in _PLACEHOLDER_MARKERS):
+        problem = "is a placeholder from raydc's examples"
+    elif len(token) < ADMIN_TOKEN_MIN_LENGTH:
+        problem = f"is {len(token)} characters, fewer than {ADMIN_TOKEN_MIN_LENGTH}"
+    else:
+        return token
+    raise InsecureAdminToken(
+        f"refusing the admin token: {source} {problem}; make one with {MAKE_ADMIN_TOKEN}"
+    )
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAYDC_", extra="ignore")
 
-    home: Path = Field(default=Path("~/.raydc"), description="state directory")
+    home: Path = Field(
+        default_factory=lambda: Path("/var/lib/raydc" if os.geteuid() == 0 else "~/.raydc"),
+        description="state directory; as root /var/lib/raydc (the jobs user must reach its "
+        "artifacts, and root's home is closed to it), else ~/.raydc",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite file under home"
     )
@@ -33,10 +65,23 @@ class Settings(BaseSettings):
         default=None, description="Ray's own token for an external cluster with token auth"
     )
     local_ray_num_cpus: int | None = None
+    # Who runs the jobs of a local head (cluster/jobs_user.py, SECURITY.md).
+    jobs_user: str = Field(
+        default="auto",
+        description="the OS user the local Ray head and its jobs run as: auto = 'nobody' "
+        "when the control plane is root, else itself; none = itself; or a user name",
+    )
+    job_env_allow: list[str] = Field(
+        default=[],
+        description="environment variables the local head's jobs inherit beyond the "
+        "built-in allowlist (a JSON list); RAYDC_* never",
+    )
     host: str = "127.0.0.1"
     port: int = 8080
     admin_token: str | None = Field(
-        default=None, description="unset = generate one on first start into home/admin_token"
+        default=None,
+        description="unset = generate one on first start into home/admin_token; at least "
+        f"{ADMIN_TOKEN_MIN_LENGTH} characters and no placeholder",
     )
     reconcile_interval_s: float = 1.0
     # Replicas sharing one database: only the lease holder reconciles (server/lease.py).
@@ -79,6 +124,26 @@ class Settings(BaseSettings):
     max_code_unpacked_bytes: int = 512 * 1024 * 1024
     max_spec_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    # Connection limits (server/connections.py): what one client's connections may hold.
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's headers must be complete this long "
+        "after the connect or the previous response, or the connection is closed",
+    )  # fmt: skip
+    http_body_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request body that sends nothing this long is cut"
+    )
+    http_keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="an idle keep-alive connection is closed after this long"
+    )
+    max_requests_per_client: int = Field(
+        default=64, ge=0, description="requests in flight per client address, past it 429; "
+        "0 = no limit (behind a proxy, every client has the proxy's address)",
+    )  # fmt: skip
+
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _strong_admin_token(cls, value: str | None) -> str | None:
+        return check_admin_token(value) if value is not None else None
 
     @field_validator("home", "artifact_dir", "apps_dir", mode="after")
     @classmethod

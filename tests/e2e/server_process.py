@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 
+from raydc.cluster.jobs_user import resolve_jobs_user
 from tests.conftest import free_port
+from tests.paths import open_path_to
 
 RAYDC = str(Path(sys.executable).parent / "raydc")
 
@@ -21,6 +23,11 @@ class Server:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home.parent / f"server-{time.monotonic_ns()}.log"
+        # As root, the server's local head runs jobs as an unprivileged user, which must
+        # pass through pytest's 0700 temp dirs to reach the artifact store under home.
+        jobs_user = resolve_jobs_user(env_overrides.get("RAYDC_JOBS_USER", "auto"))
+        if jobs_user is not None:
+            open_path_to(home.parent, jobs_user)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAYDC_")}
         env.update(RAYDC_HOME=str(home), RAYDC_PORT=str(self.port), RAYDC_LOCAL_RAY_NUM_CPUS="2",
                    RAYDC_RECONCILE_INTERVAL_S="0.5", **env_overrides)  # fmt: skip

@@ -460,3 +460,14 @@ def test_postgres_component_points_the_control_plane_at_its_database() -> None:
     host = service["metadata"]["name"]
     expected = f"postgresql+psycopg://{user}:$(POSTGRES_PASSWORD)@{host}:{port}/{database}"
     assert url == expected
+
+
+def test_only_the_control_plane_pod_gets_the_control_planes_secret() -> None:
+    """The admin token and database URL (raydc-secrets) reach the control plane's pod
+    only: a Ray pod runs tenants' code (SECURITY.md)."""
+    holders = {
+        name
+        for name, template in all_pod_templates()
+        if ("Secret", "raydc-secrets") in {(kind, n) for kind, n, _ in references(template)}
+    }
+    assert holders == {"Deployment/raydc"}, holders

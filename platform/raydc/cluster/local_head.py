@@ -29,6 +29,8 @@ import httpx
 import yaml
 
 from raydc.cluster.haproxy import serve_ingress_env, stop_haproxy
+from raydc.cluster.job_env import job_environment
+from raydc.cluster.jobs_user import JobsUser, check_python, hand_over
 from raydc.cluster.state import list_nodes
 
 log = logging.getLogger(__name__)
@@ -99,17 +101,30 @@ def _process_alive(pid: int) -> bool:
 class LocalRayHead:
     """``fake_cluster``: a `ray up` config of the ``fake_multinode`` provider. The head then
     runs Ray's autoscaler with it (``RAY_FAKE_CLUSTER=1``), which starts and stops worker
-    nodes as raylets on this machine, in the head's process group."""
+    nodes as raylets on this machine, in the head's process group.
+
+    ``jobs_user``: the unprivileged user the head (and so every job) runs as, when the
+    control plane is root (cluster.jobs_user). ``env_allow``: names beyond
+    cluster.job_env's allowlist that the head and its jobs inherit from this process.
+
+    The dashboard (Ray's job API) binds loopback. Ray 2.60's GCS, raylet and worker gRPC
+    servers listen on every interface whatever ``--node-ip-address`` says (measured;
+    SECURITY.md): a host firewall keeps them off the network."""
 
     def __init__(
         self,
         state_dir: Path,
         num_cpus: int | None = None,
         fake_cluster: dict[str, Any] | None = None,
+        *,
+        jobs_user: JobsUser | None = None,
+        env_allow: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir
         self.num_cpus = num_cpus
         self.fake_cluster = fake_cluster
+        self.jobs_user = jobs_user
+        self.env_allow = env_allow
         self.autoscaling_config_path = state_dir / "autoscaling.yaml"
         self.token_path = state_dir / "auth_token"
         self.info_path = state_dir / "head.json"
@@ -140,6 +155,8 @@ class LocalRayHead:
             self._kill_group(left.pid)
         stop_haproxy(self.haproxy_dir)  # one a dead head left would hold Serve's port
         read_or_create_token(self.token_path)  # Ray reads it at start
+        if self.jobs_user is not None:
+            self._hand_over_to_jobs_user(self.jobs_user)
         gcs_port, dashboard_port = free_port(), free_port()
         command = [
             str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
@@ -155,13 +172,16 @@ class LocalRayHead:
         ]  # fmt: skip
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")
-        env = dict(os.environ)
+        # Never a copy of os.environ: the control plane's secrets must not reach a job.
+        env = job_environment(os.environ, self.env_allow)
+        if self.jobs_user is not None:
+            env.update(HOME=str(self.temp_dir / "home"), USER=self.jobs_user.name,
+                       LOGNAME=self.jobs_user.name)  # fmt: skip
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_path))
         env.update(serve_ingress_env(env, self.haproxy_dir, (free_port(), free_port())))
         if self.fake_cluster is not None:
             command.append(f"--autoscaling-config={self._write_autoscaling_config(gcs_port)}")
             env.update(self._fake_cluster_env())
-        env.pop("RAY_AUTH_TOKEN", None)
         # Every process of this head (Train's and Tune's helper actors use Ray's state
         # API) addresses this cluster, not "the" Ray on the machine: with another Ray
         # instance beside it, auto-detection fails and Train's PlacementGroupCleaner
@@ -170,10 +190,14 @@ class LocalRayHead:
         # Job drivers must find the same Python (and raydc) as the control plane.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        user: dict[str, Any] = {}
+        if self.jobs_user is not None:
+            user = {"user": self.jobs_user.uid, "group": self.jobs_user.gid,
+                    "extra_groups": [], "cwd": str(self.temp_dir)}  # fmt: skip
         with open(self.log_path, "ab") as log_file:
             process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, stdin=subprocess.DEVNULL,
+                start_new_session=True, stdin=subprocess.DEVNULL, **user,
             )  # fmt: skip
         info = HeadInfo(
             pid=process.pid,
@@ -190,6 +214,15 @@ class LocalRayHead:
         self.info = info
         log.info("started a local Ray head, dashboard %s", info.dashboard_url)
         return info
+
+    def _hand_over_to_jobs_user(self, user: JobsUser) -> None:
+        """What the head runs as ``user`` needs as its own: Ray's temp dir (sessions,
+        Serve's HAProxy files, the jobs' HOME) and this state dir, whose token file Ray
+        reads. Nothing else of the control plane's is in it."""
+        check_python(user)
+        (self.temp_dir / "home").mkdir(parents=True, exist_ok=True)
+        hand_over(self.temp_dir, user)
+        hand_over(self.state_dir, user)
 
     def _write_autoscaling_config(self, gcs_port: int) -> Path:
         """The fake cluster's config with this head's GCS address (the provider starts

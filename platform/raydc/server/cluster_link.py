@@ -12,6 +12,7 @@ import threading
 import time
 
 from raydc.cluster.client import RayCluster, default_ray_token
+from raydc.cluster.jobs_user import JobsUser
 from raydc.cluster.local_head import LocalRayHead
 from raydc.cluster.state import NodeInfo
 from raydc.settings import Settings
@@ -21,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 class ClusterLink:
-    def __init__(self, settings: Settings) -> None:
+    """``jobs_user``: who the local head (and so every job) runs as, if not this process."""
+
+    def __init__(self, settings: Settings, jobs_user: JobsUser | None = None) -> None:
         self.settings = settings
+        self.jobs_user = jobs_user
         self._lock = threading.Lock()
         self._cluster: RayCluster | None = None
         self._head: LocalRayHead | None = None
@@ -44,8 +48,9 @@ class ClusterLink:
                 cluster = RayCluster(self.settings.ray_address, token)
             else:
                 head = self._head or LocalRayHead(
-                    self.settings.home / "ray", self.settings.local_ray_num_cpus
-                )
+                    self.settings.home / "ray", self.settings.local_ray_num_cpus,
+                    jobs_user=self.jobs_user, env_allow=tuple(self.settings.job_env_allow),
+                )  # fmt: skip
                 info = head.start()
                 self._head = head
                 cluster = RayCluster(info.dashboard_url, head.token)

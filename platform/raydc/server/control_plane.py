@@ -13,6 +13,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from raydc.cluster.jobs_user import resolve_jobs_user
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.deployer import DeploymentReconciler
 from raydc.server.lease import Lease, replica_id
@@ -20,6 +21,7 @@ from raydc.server.process_metrics import Metrics
 from raydc.server.reconciler import JobReconciler
 from raydc.server.services.jobs import SubmitContext
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
+from raydc.server.state_dirs import secure_state
 from raydc.server.submissions import SubmissionBatcher
 from raydc.settings import Settings
 from raydc.specs.capacity import largest
@@ -57,14 +59,16 @@ class ControlPlane:
 
     @classmethod
     def create(cls, settings: Settings) -> ControlPlane:
-        settings.ensure_dirs()
+        # A local head's jobs run as an unprivileged user when this process is root.
+        jobs_user = None if settings.ray_address else resolve_jobs_user(settings.jobs_user)
+        secure_state(settings, jobs_user)
         engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(engine)
         sessions = make_session_factory(engine)
         metrics = Metrics()
         with transaction(sessions) as session:
             bootstrap_admin_token(session, settings.admin_token, settings.admin_token_path)
-        link = ClusterLink(settings)
+        link = ClusterLink(settings, jobs_user)
         reconciler = JobReconciler(settings, sessions, link)
         reconciler.observer = metrics  # scheduling pass duration, admission waits
         deployer = DeploymentReconciler(settings, sessions, link)
