@@ -13,10 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from raydc import __version__
+from raydc.server.connections import ClientConcurrencyLimit
 from raydc.server.control_plane import ControlPlane
+from raydc.server.docs import install_docs
 from raydc.server.errors import DomainError
 from raydc.server.http_metrics import RequestMetricsMiddleware, RequestObserver
 from raydc.server.metrics import render_metrics
+from raydc.server.openapi import install_openapi
 from raydc.server.routes import admin, auth, cluster, code, deployments, jobs, models
 from raydc.settings import Settings
 from raydc.specs.status import IllegalTransition
@@ -42,7 +45,10 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
         finally:
             await run_in_threadpool(cp.shutdown)
 
-    app = FastAPI(title="raydc", version=__version__, lifespan=lifespan)
+    # /docs and /redoc come from install_docs: FastAPI's own load from a CDN.
+    app = FastAPI(title="raydc", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # fmt: skip
+    app.add_middleware(ClientConcurrencyLimit, limit=settings.max_requests_per_client)
 
     def request_observer() -> RequestObserver | None:
         cp: ControlPlane | None = getattr(app.state, "control_plane", None)
@@ -81,4 +87,6 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
         deployments.router,
     ):
         app.include_router(router)
+    install_openapi(app)
+    install_docs(app)
     return app

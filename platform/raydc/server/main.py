@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 
 from raydc.server.app import create_app
+from raydc.server.connections import uvicorn_options
 from raydc.settings import Settings
 
 
@@ -26,7 +27,5 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     if settings.admin_token is None:
         print(f"admin token: in {settings.admin_token_path} (mode 0600)", flush=True)
     print(f"state: {settings.home}", flush=True)
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
-        log_level=settings.log_level.lower(), access_log=False,
-    )  # fmt: skip
+    # Header and body deadlines, keep-alive: server/connections.py.
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))
