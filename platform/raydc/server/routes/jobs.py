@@ -41,13 +41,14 @@ def list_jobs(
         rows, total = jobs.list_jobs(
             session, principal, status=status, kind=kind, limit=limit, offset=offset
         )
-        return JobPage(items=[JobOut.of(r) for r in rows], total=total, limit=limit, offset=offset)
+        items = [JobOut.for_principal(r, principal) for r in rows]  # a viewer: no env values
+        return JobPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}")
 def get_job(job_id: str, cp: ControlPlaneDep, principal: Reader) -> JobOut:
     with cp.tx() as session:
-        return JobOut.of(jobs.get_job(session, principal, job_id))
+        return JobOut.for_principal(jobs.get_job(session, principal, job_id), principal)
 
 
 @router.post("/{job_id}/cancel", status_code=202)
