@@ -17,7 +17,7 @@ from raydc.client import Client
 from raydc.cluster.local_head import free_port
 
 RAYDC = str(Path(sys.executable).parent / "raydc")
-ADMIN_TOKEN = "rdc_benchmark-admin-token"
+ADMIN_TOKEN = "rdc_benchmark-admin-token-0123456789abcdef"
 TOYJOB_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toyjob"
 
 

@@ -54,7 +54,8 @@ def main() -> None:
             for offset in range(0, 2000, 500):
                 client.list_jobs(limit=500, offset=offset)
             client.cluster()
-            httpx.get(f"{server.url}/metrics", timeout=60)
+            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            httpx.get(f"{server.url}/metrics", headers=auth, timeout=60).raise_for_status()
             time.sleep(3)
             result = {
                 "benchmark": "control_plane_rss",

@@ -23,7 +23,7 @@ app = typer.Typer(help="raydc: elastic training, tuning and serving on Ray.", no
 jobs_app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and quotas (admin).", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens: create (admin), list, revoke.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(tenants_app, name="tenants")
@@ -455,20 +455,88 @@ def tenants_scheduling(
             _fail(error)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `90`, `90s`, `15m`, `12h` or `30d`; ValueError for anything else."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _DURATION_UNITS else (text, "s")
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"'{text}' is no lifetime: a whole number, then s, m, h or d")
+    return int(number) * _DURATION_UNITS[unit]
+
+
+def _lifetime(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @tokens_app.command("create")
 def tokens_create(
     tenant: Annotated[str, typer.Option(help="tenant the token acts in")],
-    role: Annotated[str, typer.Option(help="admin | member | viewer")] = "member",
+    role: Annotated[str, typer.Option(help="admin | member | viewer | monitor")] = "member",
     name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="lifetime: seconds, or 15m, 12h, 30d (omit = never expires)"),
+    ] = None,
 ) -> None:
-    """Create an API token; it is shown once."""
+    """Create an API token; it is shown once, alone on stdout (`> file` keeps just it)."""
+    lifetime = _lifetime(expires_in)
     with _client() as client:
         try:
-            created = client.create_token(tenant, role, name)
+            created = client.create_token(tenant, role, name, expires_in_s=lifetime)
         except ApiError as error:
             _fail(error)
-    console.print(f"token for {created['tenant']} ({created['role']}), shown once:")
+    until = f", expires {_when(created['expires_at'])}" if created.get("expires_at") else ""
+    err.print(
+        f"token {created['id']} for {created['tenant']} ({created['role']}{until}), shown once:"
+    )
     print(created["token"])
+
+
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+@tokens_app.command("list")
+def tokens_list(
+    tenant: Annotated[str | None, typer.Option(help="one tenant's (admins)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="also revoked and expired tokens")] = False,
+) -> None:
+    """Tokens you may see (never their secrets): an admin's every tenant, others their own."""
+    with _client() as client:
+        try:
+            listed = client.list_tokens(tenant=tenant, include_inactive=all_)
+        except ApiError as error:
+            _fail(error)
+    table = Table("ID", "TENANT", "ROLE", "NAME", "CREATED", "EXPIRES", "LAST USED", "REVOKED")
+    for token in listed:
+        table.add_row(
+            token["id"], token["tenant"], token["role"], token["name"],
+            _when(token["created_at"]), _when(token["expires_at"]),
+            _when(token["last_used_at"]), _when(token["revoked_at"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="the token's ID (tokens list)")],
+) -> None:
+    """Revoke a token: refused by every control plane replica within 10 s."""
+    with _client() as client:
+        try:
+            revoked = client.revoke_token(token_id)
+        except ApiError as error:
+            _fail(error)
+    console.print(
+        f"revoked {revoked['id']} ({revoked['tenant']}, {revoked['role']}, {revoked['name']})"
+    )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ def zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _tenant(tenant: str | None) -> dict[str, str]:
+    """The ``?tenant=`` of a name-taking route, when one is given."""
+    return {"tenant": tenant} if tenant is not None else {}
+
+
 # What `apply_deployment` changes on an existing deployment (PATCH fields).
 PATCHABLE = ("model", "autoscaling", "batching", "canary", "resources")
 
@@ -153,9 +158,26 @@ class Client:
             body["borrowing_limit"] = borrowing_limit
         return self._request("PUT", f"/v1/tenants/{name}/scheduling", json=body)
 
-    def create_token(self, tenant: str, role: str, name: str) -> dict[str, Any]:
-        body = {"tenant": tenant, "role": role, "name": name}
+    def create_token(
+        self, tenant: str, role: str, name: str, expires_in_s: int | None = None
+    ) -> dict[str, Any]:
+        """A new token (`token` is shown only here); `expires_in_s` None = never expires."""
+        body: dict[str, Any] = {"tenant": tenant, "role": role, "name": name}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
         return self._request("POST", "/v1/tokens", json=body)
+
+    def list_tokens(
+        self, tenant: str | None = None, include_inactive: bool = False
+    ) -> list[dict[str, Any]]:
+        """Tokens (never their secrets), newest first; revoked and expired ones on request."""
+        params: dict[str, Any] = {"all": include_inactive}
+        if tenant is not None:
+            params["tenant"] = tenant
+        return self._request("GET", "/v1/tokens", params=params)
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/tokens/{token_id}")
 
     # -- code and jobs ------------------------------------------------------------
     def upload_code(self, directory: Path) -> str:
@@ -214,14 +236,18 @@ class Client:
         return self._request("GET", "/v1/queue")
 
     # -- models, cluster ----------------------------------------------------------
-    def list_models(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/models")
+    # ``tenant``: whose model or deployment a name means. An admin gives it when several
+    # tenants have one of that name (the server answers 409 naming them); a tenant's
+    # user needs it never (only their own tenant is visible).
+    def list_models(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/models", params=_tenant(tenant))
 
-    def model_versions(self, name: str) -> list[dict[str, Any]]:
-        return self._request("GET", f"/v1/models/{name}/versions")
+    def model_versions(self, name: str, tenant: str | None = None) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/models/{name}/versions", params=_tenant(tenant))
 
-    def model_version(self, name: str, version: int) -> dict[str, Any]:
-        return self._request("GET", f"/v1/models/{name}/versions/{version}")
+    def model_version(self, name: str, version: int, tenant: str | None = None) -> dict[str, Any]:
+        path = f"/v1/models/{name}/versions/{version}"
+        return self._request("GET", path, params=_tenant(tenant))
 
     def cluster(self) -> dict[str, Any]:
         return self._request("GET", "/v1/cluster")
@@ -230,17 +256,20 @@ class Client:
     def create_deployment(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/v1/deployments", json=spec)
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/deployments")
+    def list_deployments(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/deployments", params=_tenant(tenant))
 
-    def get_deployment(self, name: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/deployments/{name}")
+    def get_deployment(self, name: str, tenant: str | None = None) -> dict[str, Any]:
+        return self._request("GET", f"/v1/deployments/{name}", params=_tenant(tenant))
 
-    def patch_deployment(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self._request("PATCH", f"/v1/deployments/{name}", json=changes)
+    def patch_deployment(
+        self, name: str, changes: dict[str, Any], tenant: str | None = None
+    ) -> dict[str, Any]:
+        path = f"/v1/deployments/{name}"
+        return self._request("PATCH", path, json=changes, params=_tenant(tenant))
 
-    def delete_deployment(self, name: str) -> dict[str, Any]:
-        return self._request("DELETE", f"/v1/deployments/{name}")
+    def delete_deployment(self, name: str, tenant: str | None = None) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/deployments/{name}", params=_tenant(tenant))
 
     def apply_deployment(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Create the deployment, or change it to match ``spec`` if it exists
@@ -251,15 +280,19 @@ class Client:
             if error.status_code != 409:
                 raise
         changes = {k: spec.get(k) for k in PATCHABLE if k in spec or k == "canary"}
-        return self.patch_deployment(spec["name"], changes)
+        # A deployment is created in the caller's own tenant: change that one, not another
+        # tenant's of the same name (an admin sees them all).
+        own = self._request("GET", "/v1/whoami")["tenant"]
+        return self.patch_deployment(spec["name"], changes, tenant=own)
 
     def wait_deployment(
-        self, name: str, status: str = "HEALTHY", timeout_s: float = 600, poll_s: float = 1.0
-    ) -> dict[str, Any]:
+        self, name: str, status: str = "HEALTHY", timeout_s: float = 600, poll_s: float = 1.0,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Wait until the deployment's current generation is applied and has ``status``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            deployment = self.get_deployment(name)
+            deployment = self.get_deployment(name, tenant)
             applied = deployment["applied_generation"] == deployment["generation"]
             if applied and deployment["status"] == status:
                 return deployment
@@ -270,9 +303,11 @@ class Client:
                 )
             time.sleep(poll_s)
 
-    def predict(self, name: str, inputs: list[Any], timeout_s: float = 60) -> dict[str, Any]:
+    def predict(
+        self, name: str, inputs: list[Any], timeout_s: float = 60, tenant: str | None = None
+    ) -> dict[str, Any]:
         """Call a deployment's predict URL with this client's token."""
-        url = self.get_deployment(name)["url"]
+        url = self.get_deployment(name, tenant)["url"]
         response = httpx.post(
             url, json={"inputs": inputs}, headers=self._http.headers, timeout=timeout_s
         )

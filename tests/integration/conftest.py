@@ -19,7 +19,7 @@ from raydc.server.app import create_app
 from raydc.settings import Settings
 from tests.conftest import free_port
 
-ADMIN_TOKEN = "rdc_integration-admin-token"
+ADMIN_TOKEN = "rdc_integration-admin-token-0123456789abcdef"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 

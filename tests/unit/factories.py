@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-ADMIN_TOKEN = "rdc_unit-test-admin-token"
+ADMIN_TOKEN = "rdc_unit-test-admin-token-0123456789abcdef"
 
 
 def auth(token: str) -> dict[str, str]:

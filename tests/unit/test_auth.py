@@ -33,7 +33,7 @@ def test_tokens_are_shown_once_and_stored_hashed(
     )
     body = response.json()
     token = body["token"]
-    assert set(body) == {"id", "tenant", "role", "name", "token"}
+    assert set(body) == {"id", "tenant", "role", "name", "expires_at", "token"}
     with control_plane.sessions() as session:
         hashes = list(session.scalars(select(ApiTokenRow.token_hash)))
     assert token not in hashes and all(len(h) == 64 for h in hashes)

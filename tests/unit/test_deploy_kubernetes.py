@@ -217,6 +217,8 @@ def test_the_control_plane_settings_load(monkeypatch: pytest.MonkeyPatch) -> Non
     for key, value in {**dockerfile().envs, **CONFIG, **secrets}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("RAYDC_RAY_AUTH_TOKEN", "x")
+    # secret.yaml's admin token is a placeholder the server refuses (test_admin_token.py).
+    monkeypatch.setenv("RAYDC_ADMIN_TOKEN", "rdc_" + "k" * 43)
     settings = Settings()
     assert settings.host == "0.0.0.0"
     assert str(settings.apps_dir) == copy_destination("apps/").rstrip("/")

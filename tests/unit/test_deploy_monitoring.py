@@ -23,6 +23,7 @@ from tests.unit.deploy_helpers import (
     K8S,
     RAYCLUSTER,
     kustomization,
+    load_all,
     pod_templates,
 )
 
@@ -173,3 +174,21 @@ def test_dashboard_is_importable_with_a_prometheus_datasource_variable() -> None
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             for target in panel["targets"]:
                 assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_prometheus_sends_a_monitor_token_to_raydc_only() -> None:
+    """/metrics needs a bearer token (admin or monitor); Ray's endpoints take none."""
+    secrets = {obj["metadata"]["name"]: obj for obj in load_all(K8S / "secret.yaml")}
+    token_secret = secrets["raydc-prometheus"]
+    for name in ("prometheus.yml", "prometheus-ray-up.yml"):
+        config = yaml.safe_load((DEPLOY / "prometheus" / name).read_text())
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        authorization = jobs["raydc"]["authorization"]
+        assert authorization["type"] == "Bearer", name
+        assert authorization["credentials_file"].startswith("/"), name
+        assert "authorization" not in jobs["ray"], name
+        if name == "prometheus.yml":
+            # The Secret's key is the file's name where its volume is mounted.
+            assert Path(authorization["credentials_file"]).name in token_secret["stringData"]
+    text = (K8S / "secret.yaml").read_text()
+    assert "--role monitor" in text and "raydc-prometheus" in text

@@ -141,5 +141,5 @@ def test_queue_lists_pending_jobs_in_scheduling_order(api: TestClient) -> None:
 
 def test_metrics_count_jobs(api: TestClient) -> None:
     api.post("/v1/jobs", json=train_spec(), headers=ADMIN)
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=ADMIN).text
     assert 'raydc_jobs{priority="normal",status="PENDING",tenant="default"} 1.0' in text

@@ -27,7 +27,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(api: TestClient) -> Samples:
-    response = api.get("/metrics")  # no Authorization header: scrapers need none
+    # Prometheus sends a monitor token; who may read /metrics is test_metrics_auth.py's.
+    response = api.get("/metrics", headers=ADMIN)
     assert response.status_code == 200, response.text
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

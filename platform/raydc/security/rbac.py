@@ -29,6 +29,8 @@ class Principal:
     tenant: str
     role: Role
     name: str
+    # Set for a job's own token (a VIEWER of the job's tenant that expires with the job).
+    job_id: str | None = None
 
     def may(self, action: Action) -> bool:
         return action in _ALLOWED[self.role]

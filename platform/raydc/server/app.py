@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from raydc import __version__
@@ -18,9 +17,18 @@ from raydc.server.control_plane import ControlPlane
 from raydc.server.docs import install_docs
 from raydc.server.errors import DomainError
 from raydc.server.http_metrics import RequestMetricsMiddleware, RequestObserver
-from raydc.server.metrics import render_metrics
 from raydc.server.openapi import install_openapi
-from raydc.server.routes import admin, auth, cluster, code, deployments, jobs, models
+from raydc.server.routes import (
+    admin,
+    auth,
+    cluster,
+    code,
+    deployments,
+    jobs,
+    metrics,
+    models,
+    tokens,
+)
 from raydc.settings import Settings
 from raydc.specs.status import IllegalTransition
 
@@ -71,14 +79,10 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["health"])
-    def metrics(request: Request) -> Response:
-        return Response(
-            render_metrics(request.app.state.control_plane), media_type=CONTENT_TYPE_LATEST
-        )
-
     for router in (
         admin.router,
+        tokens.router,
+        metrics.router,
         auth.router,
         code.router,
         jobs.router,

@@ -43,6 +43,8 @@ def require(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
     return check
 
 
+Authenticated = Annotated[Principal, Depends(current_principal)]  # any role
 Reader = Annotated[Principal, Depends(require(Action.READ))]
 Submitter = Annotated[Principal, Depends(require(Action.SUBMIT))]
 Admin = Annotated[Principal, Depends(require(Action.ADMIN))]
+Monitor = Annotated[Principal, Depends(require(Action.METRICS))]

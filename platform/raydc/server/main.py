@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import uvicorn
+from pydantic import ValidationError
 
 from raydc.server.app import create_app
 from raydc.server.connections import uvicorn_options
-from raydc.settings import Settings
+from raydc.settings import InsecureAdminToken, Settings, check_admin_token
+
+
+def _refuse(reason: str) -> NoReturn:
+    print(f"raydc server: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _load_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings, or one line on stderr and exit 2 (no traceback) for a bad or weak one."""
+    try:
+        settings = Settings(**overrides)
+        path = settings.admin_token_path
+        if settings.admin_token is None and path.exists():
+            check_admin_token(path.read_text().strip(), str(path))
+    except InsecureAdminToken as error:
+        _refuse(str(error))
+    except ValidationError as error:
+        _refuse("; ".join(_setting_error(e) for e in error.errors()))
+    return settings
+
+
+def _setting_error(error: Any) -> str:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, InsecureAdminToken):
+        return str(cause)
+    name = "RAYDC_" + "_".join(str(part) for part in error["loc"]).upper()
+    return f"{name}: {error['msg']}"
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
@@ -18,7 +47,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
-    settings = Settings(**overrides)
+    settings = _load_settings(overrides)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

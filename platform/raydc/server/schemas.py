@@ -41,7 +41,22 @@ class TokenCreated(Out):
     tenant: str
     role: str
     name: str
+    expires_at: datetime | None
     token: str  # shown once; only its hash is stored
+
+
+class TokenOut(Out):
+    """A token as GET /v1/tokens lists it: never the token or its hash."""
+
+    id: str
+    tenant: str
+    role: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    job_id: str | None  # set for a job's own token
 
 
 class WhoAmI(Out):

@@ -1,13 +1,13 @@
-"""Tenants, quotas, scheduling settings and tokens (admins only)."""
+"""Tenants, quotas and scheduling settings (admins only); tokens are in tokens.py."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from raydc.server.deps import Admin, ControlPlaneDep
-from raydc.server.schemas import TenantOut, TokenCreated
-from raydc.server.services import tenants, tokens
-from raydc.specs.tenants import Quota, TenantCreate, TenantScheduling, TokenCreate
+from raydc.server.schemas import TenantOut
+from raydc.server.services import tenants
+from raydc.specs.tenants import Quota, TenantCreate, TenantScheduling
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -39,10 +39,3 @@ def set_scheduling(tenant: str, body: TenantScheduling, cp: ControlPlaneDep, _: 
         row = tenants.set_scheduling(session, tenant, body)
     cp.reconciler.wake()
     return TenantOut.of(row)
-
-
-@router.post("/tokens", status_code=201)
-def create_token(body: TokenCreate, cp: ControlPlaneDep, _: Admin) -> TokenCreated:
-    with cp.tx() as session:
-        row, token = tokens.create_token(session, body)
-        return TokenCreated(id=row.id, tenant=row.tenant, role=row.role, name=row.name, token=token)
