@@ -22,6 +22,8 @@ from raydc.sim_cli import sim
 app = typer.Typer(help="raydc: elastic training, tuning and serving on Ray.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+# An admin's choice of tenant for a name several tenants use (the server says which).
+ModelTenant = Annotated[str | None, typer.Option("--tenant", help="the tenant whose model (admin)")]
 tenants_app = typer.Typer(help="Tenants and quotas (admin).", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens: create (admin), list, revoke.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -279,11 +281,11 @@ def queue() -> None:
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(tenant: ModelTenant = None) -> None:
     """Registered models."""
     with _client() as client:
         try:
-            models = client.list_models()
+            models = client.list_models(tenant)
         except ApiError as error:
             _fail(error)
     table = Table("NAME", "TENANT", "VERSIONS", "LATEST")
@@ -295,11 +297,11 @@ def models_list() -> None:
 
 
 @models_app.command("versions")
-def models_versions(name: str) -> None:
+def models_versions(name: str, tenant: ModelTenant = None) -> None:
     """A model's versions with their metrics and the job that made each."""
     with _client() as client:
         try:
-            versions = client.model_versions(name)
+            versions = client.model_versions(name, tenant)
         except ApiError as error:
             _fail(error)
     table = Table("VERSION", "JOB", "METRICS", "URI")
@@ -324,14 +326,16 @@ REPORT_ROWS = (
 
 
 @models_app.command("show")
-def models_show(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
+def models_show(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION")], tenant: ModelTenant = None
+) -> None:
     """One version: what made it and, for a compressed one, its report as a table."""
     name, _, number = ref.partition(":")
     if not number.isdigit():
         _fail(ApiError(422, f"give NAME:VERSION, e.g. intent:3 (got {ref!r})"))
     with _client() as client:
         try:
-            version = client.model_version(name, int(number))
+            version = client.model_version(name, int(number), tenant)
         except ApiError as error:
             _fail(error)
     lineage = version.get("lineage") or {}

@@ -282,7 +282,7 @@ class Client:
         changes = {k: spec.get(k) for k in PATCHABLE if k in spec or k == "canary"}
         # A deployment is created in the caller's own tenant: change that one, not another
         # tenant's of the same name (an admin sees them all).
-        own = self._request("GET", "/v1/whoami")["tenant"]
+        own = self._request("GET", "/v1/auth/whoami")["tenant"]
         return self.patch_deployment(spec["name"], changes, tenant=own)
 
     def wait_deployment(

@@ -14,6 +14,8 @@ from rich.table import Table
 from raydc.client import ApiError, Client
 
 deployments_app = typer.Typer(help="Model deployments (Ray Serve).", no_args_is_help=True)
+# An admin's choice of tenant for a name several tenants use (the server says which).
+Tenant = Annotated[str | None, typer.Option("--tenant", help="the tenant whose deployment (admin)")]
 console = Console()
 err = Console(stderr=True)
 
@@ -47,18 +49,18 @@ def deploy(
         try:
             deployment = client.apply_deployment(spec)
             if wait:
-                deployment = client.wait_deployment(deployment["name"])
+                deployment = client.wait_deployment(deployment["name"], tenant=deployment["tenant"])
         except (ApiError, TimeoutError) as error:
             _fail(error)
     _show(deployment)
 
 
 @deployments_app.command("list")
-def deployments_list() -> None:
+def deployments_list(tenant: Tenant = None) -> None:
     """Deployments with their status, version and replicas."""
     with Client() as client:
         try:
-            deployments = client.list_deployments()
+            deployments = client.list_deployments(tenant)
         except ApiError as error:
             _fail(error)
     table = Table("NAME", "TENANT", "STATUS", "MODEL", "CANARY", "REPLICAS", "URL")
@@ -73,11 +75,11 @@ def deployments_list() -> None:
 
 
 @deployments_app.command("get")
-def deployments_get(name: str) -> None:
+def deployments_get(name: str, tenant: Tenant = None) -> None:
     """One deployment, in full (JSON)."""
     with Client() as client:
         try:
-            console.print_json(json.dumps(client.get_deployment(name), default=str))
+            console.print_json(json.dumps(client.get_deployment(name, tenant), default=str))
         except ApiError as error:
             _fail(error)
 
@@ -91,11 +93,13 @@ def deployments_set(
     canary_model: Annotated[str | None, typer.Option(help="canary version")] = None,
     canary_percent: Annotated[float | None, typer.Option(min=0, max=100)] = None,
     no_canary: Annotated[bool, typer.Option("--no-canary", help="remove the canary")] = False,
+    tenant: Tenant = None,
 ) -> None:
     """Change a deployment's version, replica range or canary without downtime."""
     with Client() as client:
         try:
-            current = client.get_deployment(name)
+            current = client.get_deployment(name, tenant)
+            tenant = current["tenant"]  # the PATCH changes the one just read
             changes: dict[str, Any] = {}
             if model is not None:
                 changes["model"] = model
@@ -115,17 +119,17 @@ def deployments_set(
                 if canary_percent is not None:
                     canary["percent"] = canary_percent
                 changes["canary"] = canary
-            _show(client.patch_deployment(name, changes))
+            _show(client.patch_deployment(name, changes, tenant))
         except ApiError as error:
             _fail(error)
 
 
 @deployments_app.command("delete")
-def deployments_delete(name: str) -> None:
+def deployments_delete(name: str, tenant: Tenant = None) -> None:
     """Remove a deployment (only that one) from Serve."""
     with Client() as client:
         try:
-            _show(client.delete_deployment(name))
+            _show(client.delete_deployment(name, tenant))
         except ApiError as error:
             _fail(error)
 
@@ -133,6 +137,7 @@ def deployments_delete(name: str) -> None:
 def predict(
     name: str,
     inputs: Annotated[list[str], typer.Argument(help="inputs; each parsed as JSON if it can be")],
+    tenant: Tenant = None,
 ) -> None:
     """Send inputs to a deployment with your token and print the answer."""
     values: list[Any] = []
@@ -143,6 +148,6 @@ def predict(
             values.append(item)
     with Client() as client:
         try:
-            console.print_json(json.dumps(client.predict(name, values)))
+            console.print_json(json.dumps(client.predict(name, values, tenant=tenant)))
         except ApiError as error:
             _fail(error)

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from raydc import cli, deploy_cli
+from raydc.client import ApiError, Client
 from raydc.server.control_plane import ControlPlane
 from raydc.server.services.models import register_version
 from raydc.store.models import JobRow
@@ -156,3 +159,44 @@ def test_a_tenants_user_naming_another_tenant_gets_a_404(
         api.get("/v1/deployments/sent", params={"tenant": "team-b"}, headers=ADMIN).json()["status"]
         == "DEPLOYING"
     )
+
+
+def sdk(api: TestClient, headers: dict[str, str]) -> Client:
+    """The SDK speaking to the in-process app with ``headers``' token."""
+    client = Client(url="http://testserver", token=headers["Authorization"].split()[1])
+    client._http = api  # a TestClient is an httpx.Client
+    api.headers.update(headers)
+    client.close = lambda: None  # type: ignore[method-assign]  # the fixture closes the app
+    return client
+
+
+def test_the_sdk_and_cli_pass_the_tenant(
+    api: TestClient, two_tenants: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = sdk(api, ADMIN)
+    with pytest.raises(ApiError) as ambiguous:
+        client.get_deployment("sent")
+    assert ambiguous.value.status_code == 409
+    assert client.get_deployment("sent", tenant="team-b")["tenant"] == "team-b"
+    assert [v["tenant"] for v in client.model_versions("sentiment", tenant="team-a")] == ["team-a"]
+    assert client.model_version("sentiment", 2, tenant="team-b")["version"] == 2
+    assert [m["tenant"] for m in client.list_models(tenant="team-b")] == ["team-b"]
+
+    monkeypatch.setattr(deploy_cli, "Client", lambda: client)
+    runner = CliRunner()
+    deleted = runner.invoke(cli.app, ["deployments", "delete", "sent", "--tenant", "team-b"])
+    assert deleted.exit_code == 0, deleted.output
+    by_tenant = {d["tenant"]: d["status"] for d in client.list_deployments()}
+    assert by_tenant == {"team-a": "DEPLOYING", "team-b": "DELETING"}
+    refused = runner.invoke(cli.app, ["deployments", "delete", "sent"])
+    assert refused.exit_code == 1 and "?tenant=" in refused.output
+
+
+def test_apply_changes_the_callers_own_deployment(
+    api: TestClient, control_plane: ControlPlane, two_tenants: dict[str, dict[str, str]]
+) -> None:
+    trained(api, control_plane, ADMIN)  # the admin's own tenant, 'default'
+    client = sdk(api, ADMIN)
+    assert client.apply_deployment(deployment())["tenant"] == "default"
+    changed = client.apply_deployment(deployment(autoscaling={"max_replicas": 2}))
+    assert (changed["tenant"], changed["generation"]) == ("default", 2)
