@@ -164,7 +164,7 @@ def test_a_tenants_user_naming_another_tenant_gets_a_404(
 def sdk(api: TestClient, headers: dict[str, str]) -> Client:
     """The SDK speaking to the in-process app with ``headers``' token."""
     client = Client(url="http://testserver", token=headers["Authorization"].split()[1])
-    client._http = api  # a TestClient is an httpx.Client
+    client._http = api  # type: ignore[assignment]  # a TestClient is an httpx.Client
     api.headers.update(headers)
     client.close = lambda: None  # type: ignore[method-assign]  # the fixture closes the app
     return client
