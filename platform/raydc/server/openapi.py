@@ -52,6 +52,7 @@ _TEXT_RESPONSES = {
 _NOT_LIMITED = {"/healthz"}
 
 _STATUS_TEXT = {
+    400: "the body is not JSON",
     401: "missing, invalid, expired or revoked bearer token",
     403: "the token's role or scope may not do this",
     404: "no such object, or it belongs to another tenant",
@@ -101,6 +102,16 @@ def _takes_tenant(operation: dict[str, Any]) -> bool:
         p.get("name") == "tenant" and p.get("in") == "query"
         for p in operation.get("parameters", [])
     )
+
+
+def _names_tenant(operation: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    """A ``tenant`` in the query or the JSON body: an unknown tenant is a 404."""
+    if _takes_tenant(operation):
+        return True
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    ref = body.get("schema", {}).get("$ref", "")
+    schema = schemas.get(ref.removeprefix("#/components/schemas/"), {})
+    return "tenant" in schema.get("properties", {})
 
 
 def _error_response(status: int) -> dict[str, Any]:
@@ -164,7 +175,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if key in authenticated:
                 operation["security"] = [{"bearer": []}]
                 statuses |= {401, 403}
-            if "{" in path:
+            if "{" in path or _names_tenant(operation, schemas):
                 statuses.add(404)
             if key in _CONFLICTS or ("{" in path and _takes_tenant(operation)):
                 statuses.add(409)  # ?tenant= unset and the name is in several tenants
@@ -172,6 +183,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 statuses.add(413)
             if operation.get("parameters") or "requestBody" in operation:
                 statuses.add(422)
+            if "requestBody" in operation and key not in _SPEC_BODIES and key not in _ZIP_BODIES:
+                statuses.add(400)  # FastAPI's own answer to a body that is not JSON
             if path not in _NOT_LIMITED:
                 statuses.add(429)
             for status in sorted(statuses):
