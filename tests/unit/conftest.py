@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,11 @@ from raydc.server.app import create_app
 from raydc.server.control_plane import ControlPlane
 from raydc.settings import Settings
 from tests.unit.factories import ADMIN_TOKEN
+
+# No unit test starts a Ray head; as root the default (jobs as `nobody`) would have every
+# test's control plane check that `nobody` reaches pytest's 0700 temp dirs.
+# tests/unit/test_state_isolation.py tests the jobs user itself.
+os.environ.setdefault("RAYDC_JOBS_USER", "none")
 
 
 @pytest.fixture
