@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from raydc.client import Client
+from raydc.cluster.jobs_user import first_unreachable, resolve_jobs_user
 from raydc.cluster.local_head import free_port
 
 RAYDC = str(Path(sys.executable).parent / "raydc")
@@ -30,6 +31,12 @@ class ServerProcess:
                    RAYDC_LOG_LEVEL="WARNING", **env_overrides)  # fmt: skip
         self.log_path = home.parent / f"server-{self.port}.log"
         home.mkdir(parents=True, exist_ok=True)
+        # As root the server's local head runs jobs as an unprivileged user, which must
+        # pass through the benchmark's temp dirs (mkdtemp makes them 0700).
+        jobs_user = resolve_jobs_user(env.get("RAYDC_JOBS_USER", "auto"))
+        if jobs_user is not None:
+            while (blocked := first_unreachable(home, jobs_user)) is not None:
+                blocked.chmod(blocked.stat().st_mode | 0o001)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([RAYDC, "server"], stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + 120
