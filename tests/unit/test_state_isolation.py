@@ -17,6 +17,7 @@ from raydc.cluster.jobs_user import (
     first_unreachable,
     resolve_jobs_user,
 )
+from raydc.server import main
 from raydc.server.state_dirs import secure_state
 from raydc.settings import Settings
 from tests.paths import open_path_to
@@ -108,3 +109,18 @@ def test_as_root_an_artifact_store_the_jobs_user_cannot_reach_is_refused(tmp_pat
                         database_url="sqlite://")  # fmt: skip
     with pytest.raises(JobsUserError, match="cannot reach the artifact store"):
         secure_state(settings, user)
+
+
+@as_root
+def test_raydc_server_refuses_in_one_line_when_the_jobs_user_is_shut_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    monkeypatch.setenv("RAYDC_JOBS_USER", "auto")
+    monkeypatch.setenv("RAYDC_HOME", str(closed / "home"))
+    with pytest.raises(SystemExit) as stopped:
+        main._load_settings({})
+    assert stopped.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "cannot reach the artifact store" in line and "RAYDC_JOBS_USER=none" in line

@@ -89,7 +89,8 @@ def check_reachable(path: Path, user: JobsUser, what: str) -> None:
         raise JobsUserError(
             f"the jobs user '{user.name}' cannot reach {what} {path}: {blocked} is closed to "
             f"it (mode {stat.filemode(blocked.stat().st_mode)}). Put {what} where that user "
-            "can pass through, or run the control plane as an unprivileged user"
+            "can pass through, or set RAYDC_JOBS_USER=none to run jobs as this user "
+            "(they can then read what it can: SECURITY.md)"
         )
 
 

@@ -13,7 +13,6 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from raydc.cluster.jobs_user import resolve_jobs_user
 from raydc.server.cluster_link import ClusterLink
 from raydc.server.deployer import DeploymentReconciler
 from raydc.server.lease import Lease, replica_id
@@ -21,7 +20,7 @@ from raydc.server.process_metrics import Metrics
 from raydc.server.reconciler import JobReconciler
 from raydc.server.services.jobs import SubmitContext
 from raydc.server.services.tokens import TokenAuthenticator, bootstrap_admin_token
-from raydc.server.state_dirs import secure_state
+from raydc.server.state_dirs import jobs_user_for, secure_state
 from raydc.server.submissions import SubmissionBatcher
 from raydc.settings import Settings
 from raydc.specs.capacity import largest
@@ -60,7 +59,7 @@ class ControlPlane:
     @classmethod
     def create(cls, settings: Settings) -> ControlPlane:
         # A local head's jobs run as an unprivileged user when this process is root.
-        jobs_user = None if settings.ray_address else resolve_jobs_user(settings.jobs_user)
+        jobs_user = jobs_user_for(settings)
         secure_state(settings, jobs_user)
         engine = make_engine(settings.resolved_database_url)
         migrate.upgrade(engine)

@@ -9,8 +9,10 @@ from typing import Any, NoReturn
 import uvicorn
 from pydantic import ValidationError
 
+from raydc.cluster.jobs_user import JobsUserError
 from raydc.server.app import create_app
 from raydc.server.connections import uvicorn_options
+from raydc.server.state_dirs import jobs_user_for, secure_state
 from raydc.settings import InsecureAdminToken, Settings, check_admin_token
 
 
@@ -26,7 +28,11 @@ def _load_settings(overrides: dict[str, Any]) -> Settings:
         path = settings.admin_token_path
         if settings.admin_token is None and path.exists():
             check_admin_token(path.read_text().strip(), str(path))
-    except InsecureAdminToken as error:
+        # Whom the local head's jobs would run as, and whether that user can (as root).
+        jobs_user = jobs_user_for(settings)
+        if jobs_user is not None:
+            secure_state(settings, jobs_user)
+    except (InsecureAdminToken, JobsUserError) as error:
         _refuse(str(error))
     except ValidationError as error:
         _refuse("; ".join(_setting_error(e) for e in error.errors()))

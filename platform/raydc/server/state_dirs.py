@@ -16,7 +16,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from raydc.cluster.jobs_user import JobsUser, check_python, check_reachable, hand_over
+from raydc.cluster.jobs_user import (
+    JobsUser,
+    check_python,
+    check_reachable,
+    hand_over,
+    resolve_jobs_user,
+)
 from raydc.settings import Settings
 
 
@@ -40,6 +46,18 @@ def _private_file(path: Path) -> None:
             os.chmod(sibling, 0o600)
 
 
+def jobs_user_for(settings: Settings) -> JobsUser | None:
+    """Who the local head's jobs run as (None: this process's user, or no local head:
+    an external cluster runs its jobs as its own nodes' users); JobsUserError if that
+    user cannot run this Python."""
+    if settings.ray_address:
+        return None
+    user = resolve_jobs_user(settings.jobs_user)
+    if user is not None:
+        check_python(user)
+    return user
+
+
 def secure_state(settings: Settings, jobs_user: JobsUser | None) -> None:
     """Create the state directories with the modes above; called before the database
     is opened, so the database file is never readable by anyone else, not even briefly."""
@@ -56,7 +74,6 @@ def secure_state(settings: Settings, jobs_user: JobsUser | None) -> None:
     if settings.admin_token_path.exists():
         os.chmod(settings.admin_token_path, 0o600)
     if jobs_user is not None:
-        check_python(jobs_user)  # refuse to start now, not when the first job runs
         artifacts = settings.resolved_artifact_dir
         check_reachable(artifacts, jobs_user, "the artifact store (RAYDC_ARTIFACT_DIR)")
         os.chmod(artifacts, 0o755)
