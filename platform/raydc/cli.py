@@ -378,11 +378,13 @@ def tenants_create(
     cpu: Annotated[float | None, typer.Option(help="CPU quota")] = None,
     gpu: Annotated[float | None, typer.Option(help="GPU quota")] = None,
     memory_gb: Annotated[float | None, typer.Option(help="memory quota (GB)")] = None,
+    storage_gb: Annotated[
+        float | None, typer.Option(help="storage quota (GB): code bundles and artifacts")
+    ] = None,
 ) -> None:
     """Create a tenant, optionally with a quota."""
-    quota = {
-        k: v for k, v in {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb}.items() if v is not None
-    }
+    limits = {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb, "storage_gb": storage_gb}
+    quota = {k: v for k, v in limits.items() if v is not None}
     with _client() as client:
         try:
             _print_json(client.create_tenant(name, quota))
@@ -398,16 +400,20 @@ def tenants_list() -> None:
             tenants = client.list_tenants()
         except ApiError as error:
             _fail(error)
+    # Storage is shown once some tenant has a storage quota (the API omits it until set).
+    storage = any(tenant["quota"].get("storage_gb") is not None for tenant in tenants)
     table = Table(
         "TENANT", "CPU", "GPU", "MEMORY GB", "WEIGHT", "BORROW CPU", "BORROW GPU",
-        "BORROW MEMORY GB",
+        "BORROW MEMORY GB", *(["STORAGE GB"] if storage else []),
     )  # fmt: skip
     for tenant in tenants:
+        stored = tenant["quota"].get("storage_gb")
         table.add_row(
             tenant["name"],
             *_limits(tenant["quota"]),
             f"{tenant['weight']:g}",
             *_limits(tenant["borrowing_limit"]),
+            *([f"{stored:g}" if stored is not None else "∞"] if storage else []),
         )
     console.print(table)
 
@@ -422,11 +428,15 @@ def tenants_quota(
     cpu: Annotated[float | None, typer.Option(help="CPU quota (omit = unlimited)")] = None,
     gpu: Annotated[float | None, typer.Option(help="GPU quota (omit = unlimited)")] = None,
     memory_gb: Annotated[float | None, typer.Option(help="memory quota in GB")] = None,
+    storage_gb: Annotated[
+        float | None, typer.Option(help="storage quota in GB: code bundles and artifacts")
+    ] = None,
 ) -> None:
     """Set a tenant's quota; a dimension left out becomes unlimited."""
+    quota = {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb, "storage_gb": storage_gb}
     with _client() as client:
         try:
-            _print_json(client.set_quota(name, {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb}))
+            _print_json(client.set_quota(name, quota))
         except ApiError as error:
             _fail(error)
 

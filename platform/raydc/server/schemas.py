@@ -25,8 +25,15 @@ class TenantOut(Out):
 
     @classmethod
     def of(cls, row: TenantRow) -> TenantOut:
-        quota = Quota(cpu=row.quota_cpu, gpu=row.quota_gpu, memory_gb=row.quota_memory_gb)
-        limit = Quota(cpu=row.borrow_cpu, gpu=row.borrow_gpu, memory_gb=row.borrow_memory_gb)
+        # Not revalidated: a row from before quotas were strict may hold Infinity, which
+        # JSON shows as null (= unlimited, what it meant). storage_gb shows once set.
+        quota = Quota.model_construct(
+            cpu=row.quota_cpu, gpu=row.quota_gpu, memory_gb=row.quota_memory_gb,
+            storage_gb=row.quota_storage_gb,
+        )  # fmt: skip
+        limit = Quota.model_construct(
+            cpu=row.borrow_cpu, gpu=row.borrow_gpu, memory_gb=row.borrow_memory_gb
+        )
         return cls(
             name=row.name,
             quota=quota,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
-from raydc.specs.base import StrictInt, StrictModel
+from raydc.specs.base import Amount, FiniteFloat, StrictInt, StrictModel
 
 TENANT_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -19,11 +20,31 @@ class Role(StrEnum):
 
 
 class Quota(StrictModel):
-    """Per-resource limits (a quota, or a borrowing limit); None means unlimited."""
+    """Per-resource limits (a quota, or a borrowing limit); None means unlimited.
 
-    cpu: float | None = Field(default=None, ge=0)
-    gpu: float | None = Field(default=None, ge=0)
-    memory_gb: float | None = Field(default=None, ge=0)
+    `storage_gb` (GiB, like memory) is what the tenant may keep stored: its code bundles,
+    unpacked, and its jobs' artifacts. It is not a scheduling dimension: the scheduler never
+    reads it, and a borrowing limit may not have one (storage is not lent).
+    """
+
+    cpu: Amount | None = None
+    gpu: Amount | None = None
+    memory_gb: Amount | None = None
+    storage_gb: Amount | None = None
+
+    @model_serializer(mode="wrap")
+    def _storage_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Shown once set: a quota (and every borrowing limit) without one reads as before.
+        data: dict[str, Any] = handler(self)
+        if self.storage_gb is None:
+            data.pop("storage_gb", None)
+        return data
+
+
+def _no_storage_borrowing(limit: Quota) -> Quota:
+    if limit.storage_gb is not None:
+        raise ValueError("storage_gb: storage is not borrowed; set it in the quota")
+    return limit
 
 
 class TenantScheduling(StrictModel):
@@ -34,15 +55,19 @@ class TenantScheduling(StrictModel):
     0 = may not borrow); borrowed capacity is reclaimed by preemption when the lender needs it.
     """
 
-    weight: float = Field(default=1.0, gt=0, le=1000)
+    weight: FiniteFloat = Field(default=1.0, gt=0, le=1000)
     borrowing_limit: Quota = Field(default_factory=Quota)
+
+    _borrowing = field_validator("borrowing_limit")(_no_storage_borrowing)
 
 
 class TenantCreate(StrictModel):
     name: str = Field(pattern=TENANT_NAME_PATTERN)
     quota: Quota = Field(default_factory=Quota)
-    weight: float = Field(default=1.0, gt=0, le=1000)
+    weight: FiniteFloat = Field(default=1.0, gt=0, le=1000)
     borrowing_limit: Quota = Field(default_factory=Quota)
+
+    _borrowing = field_validator("borrowing_limit")(_no_storage_borrowing)
 
     @property
     def scheduling(self) -> TenantScheduling:
