@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import Field, field_validator
 
 from raydc.specs.base import Amount, FiniteFloat, StrictInt, StrictModel
 
@@ -30,15 +29,8 @@ class Quota(StrictModel):
     cpu: Amount | None = None
     gpu: Amount | None = None
     memory_gb: Amount | None = None
-    storage_gb: Amount | None = None
-
-    @model_serializer(mode="wrap")
-    def _storage_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Shown once set: a quota (and every borrowing limit) without one reads as before.
-        data: dict[str, Any] = handler(self)
-        if self.storage_gb is None:
-            data.pop("storage_gb", None)
-        return data
+    # Shown once set: a quota (and every borrowing limit) without one reads as before.
+    storage_gb: Amount | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 def _no_storage_borrowing(limit: Quota) -> Quota:
