@@ -36,7 +36,8 @@ def main() -> None:
                             ray_address="http://127.0.0.1:9", max_code_bytes=64 * 1024,
                             max_code_unpacked_bytes=256 * 1024)  # fmt: skip
         start = time.monotonic()
-        with TestClient(create_app(settings, run_reconciler=False)) as client:
+        app = create_app(settings, run_reconciler=False)
+        with TestClient(app, raise_server_exceptions=False) as client:  # a 500, not a raise
             fixture = Fixture.create(client)
             found = operations(client)
             per_operation: dict[str, int] = {}

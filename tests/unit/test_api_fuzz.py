@@ -23,7 +23,12 @@ from tests.unit.factories import ADMIN_TOKEN
 EXAMPLES = 8
 
 # Defects found by the fuzzer in code other issues own: operation -> where it is reported.
-KNOWN_FAILURES: dict[str, str] = {}
+KNOWN_FAILURES: dict[str, str] = {
+    "GET /v1/jobs": "offset past 2**63-1 is a 500 (SQLite OverflowError): routes/jobs.py's "
+    "offset Query has no upper bound (benchmarks/RESULTS.md, #18 fuzzing)",
+    "GET /v1/tokens": "offset past 2**63-1 is a 500 (SQLite OverflowError): routes/tokens.py's "
+    "offset has no upper bound (benchmarks/RESULTS.md, #18 fuzzing)",
+}
 
 
 def _settings(home: Path) -> Settings:
@@ -42,7 +47,7 @@ def _labels() -> list[str]:
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
     app = create_app(_settings(tmp_path_factory.mktemp("fuzz") / "home"), run_reconciler=False)
-    with TestClient(app) as client:
+    with TestClient(app, raise_server_exceptions=False) as client:  # a 5xx is a finding
         yield Fixture.create(client)
 
 
