@@ -86,7 +86,7 @@ def test_a_hostile_job_finds_no_secret_and_no_other_tenant(tmp_path: Path) -> No
         assert attack.status_code == 201, attack.text
         attack_id = attack.json()["id"]
         job = wait_done(mallory, attack_id)
-        assert job["status"] == "SUCCEEDED", job
+        assert job["status"] == "SUCCEEDED", job["error"]
         wait_done(victim, victim_id)
 
         report_path = home / "artifacts" / "runs" / attack_id / "attack-report.json"
@@ -99,11 +99,12 @@ def test_a_hostile_job_finds_no_secret_and_no_other_tenant(tmp_path: Path) -> No
             assert secret not in text
         assert not any(name.startswith("RAYDC_ADMIN") or name == "RAYDC_DATABASE_URL"
                        for name in found["env"])  # fmt: skip
-        assert all(value is None for value in found["files"].values()
-                   if not isinstance(value, list))  # fmt: skip
-        assert not isinstance(found["files"]["home_listing"], list)
-        assert found["proc"] == {}, "read another process's RAYDC_ environment"
-        # Through raydc, no token it found opens anything.
+        listing = found["files"].pop("home_listing")
+        assert "Permission denied" in listing, listing
+        assert all(value is None for value in found["files"].values()), found["files"]
+        assert found["proc"] == {}, "read the server's environment in /proc"
+        # Through raydc, no token it found (nor Ray's, nor none) opens anything.
+        assert len(found["raydc"]) >= 8
         for route, answer in found["raydc"].items():
             assert answer["status"] in (401, 403), (route, answer)
             assert victim_id not in answer["body"]
