@@ -33,7 +33,7 @@ def list_tokens(
         bool, Query(alias="all", description="also revoked and expired tokens")
     ] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,  # beyond: SQLite's int overflows
 ) -> list[TokenOut]:
     """Admins: every tenant's tokens (or `tenant`'s); others: their own tenant's."""
     with cp.tx() as session:
