@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from raydc.server.decoding import decode_body
 from raydc.server.errors import InvalidInput
 
+__all__ = ["decode_body", "invalid_input", "validation_details"]
+
 # Union members that pydantic puts into a location; the user never wrote these.
-_UNION_TAGS = {"int", "str", "float", "WorkerRange", "train", "tune", "compress", "none",
-               "asha", "pbt", "fifo"}  # fmt: skip
+_UNION_TAGS = {"int", "constrained-int", "str", "float", "WorkerRange", "train", "tune",
+               "compress", "none", "asha", "pbt", "fifo"}  # fmt: skip
 
 
 def _user_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -36,17 +37,3 @@ def validation_details(error: ValidationError) -> list[dict[str, Any]]:
 
 def invalid_input(error: ValidationError) -> InvalidInput:
     return InvalidInput(validation_details(error))
-
-
-def decode_body(body: bytes, content_type: str | None) -> Any:
-    """Decode a JSON or YAML request body (YAML is a superset, but JSON errors read better)."""
-    text = body.decode("utf-8", errors="replace")
-    if content_type and "json" in content_type:
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise InvalidInput.field((), f"body is not valid JSON: {error}") from error
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise InvalidInput.field((), f"body is not valid YAML: {error}") from error

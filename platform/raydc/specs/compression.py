@@ -18,9 +18,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator
 
-from raydc.specs.base import StrictModel
+from raydc.specs.base import FiniteFloat, StrictInt, StrictModel
+from raydc.specs.limits import check_plain_data
 
 MODEL_REF_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:[1-9][0-9]*)?$"
 
@@ -45,11 +46,11 @@ class QuantizeStep(StrictModel):
     backend: QuantBackend | None = Field(
         default=None, description="torch's quantized engine; default: the platform's own"
     )
-    per_channel: bool = Field(
+    per_channel: StrictBool = Field(
         default=True, description="a scale per output channel (else one per layer; dynamic only)"
     )
-    embeddings: bool = Field(default=True, description="also quantize embedding tables")
-    smooth_alpha: float | None = Field(
+    embeddings: StrictBool = Field(default=True, description="also quantize embedding tables")
+    smooth_alpha: FiniteFloat | None = Field(
         default=None,
         gt=0,
         le=1,
@@ -59,8 +60,8 @@ class QuantizeStep(StrictModel):
             "max|w_j|^(1-alpha), measured on calibration batches; unset: no smoothing"
         ),
     )
-    calibration_batches: int = Field(
-        default=8, ge=1, le=1000, description="for static int8 and for smoothing"
+    calibration_batches: Annotated[StrictInt, Field(ge=1, le=1000)] = Field(
+        default=8, description="for static int8 and for smoothing"
     )
 
 
@@ -80,10 +81,10 @@ class PruneStep(StrictModel):
     target: Literal["neurons", "heads"] | None = Field(
         default=None, description="structured only: what is removed (default neurons)"
     )
-    sparsity: float = Field(gt=0, lt=1)
-    finetune_epochs: int = Field(default=0, ge=0, le=100)
-    lr: float = Field(default=1e-4, gt=0, description="fine-tune learning rate")
-    batch_size: int = Field(default=32, ge=1)
+    sparsity: FiniteFloat = Field(gt=0, lt=1)
+    finetune_epochs: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    lr: FiniteFloat = Field(default=1e-4, gt=0, description="fine-tune learning rate")
+    batch_size: Annotated[StrictInt, Field(ge=1, le=65_536)] = 32
 
     @field_validator("target")
     @classmethod
@@ -94,6 +95,11 @@ class PruneStep(StrictModel):
         return target
 
 
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    check_plain_data(value)
+    return value
+
+
 class DistillStep(StrictModel):
     """Train a smaller student (the app builds it from ``student`` options) on the
     teacher's soft labels: loss = alpha * T^2 * KL(student/T || teacher/T)
@@ -101,13 +107,15 @@ class DistillStep(StrictModel):
     spec's ``resources`` (workers, checkpoints each epoch, restarts on failure)."""
 
     type: Literal["distill"]
-    student: dict[str, Any] = Field(default_factory=dict, description="the app's student options")
-    temperature: float = Field(default=2.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    epochs: int = Field(default=3, ge=1, le=1000)
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    seed: int = Field(default=0, ge=0)
+    student: Annotated[dict[str, Any], AfterValidator(_plain)] = Field(
+        default_factory=dict, description="the app's student options"
+    )
+    temperature: FiniteFloat = Field(default=2.0, gt=0)
+    alpha: FiniteFloat = Field(default=0.5, ge=0, le=1)
+    epochs: Annotated[StrictInt, Field(ge=1, le=1000)] = 3
+    lr: FiniteFloat = Field(default=1e-3, gt=0)
+    batch_size: Annotated[StrictInt, Field(ge=1, le=65_536)] = 32
+    seed: Annotated[StrictInt, Field(ge=0)] = 0
 
 
 CompressStep = Annotated[QuantizeStep | PruneStep | DistillStep, Field(discriminator="type")]
@@ -118,8 +126,8 @@ class Gate(StrictModel):
     app's metric (accuracy 0.93 -> 0.92 is a drop of 1 point); ``min_speedup`` is the
     parent's batch-1 p50 latency over the child's."""
 
-    max_accuracy_drop: float = Field(default=1.0, ge=0)
-    min_speedup: float | None = Field(default=None, gt=0)
+    max_accuracy_drop: FiniteFloat = Field(default=1.0, ge=0, le=100)
+    min_speedup: FiniteFloat | None = Field(default=None, gt=0, le=1e6)
 
 
 def check_steps(steps: list[Any]) -> list[Any]:

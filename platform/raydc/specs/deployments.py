@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from raydc.specs.base import StrictModel
+from raydc.specs.base import Amount, FiniteFloat, StrictInt, StrictModel
 from raydc.specs.jobs import ENTRYPOINT_PATTERN, NAME_PATTERN
 
 MODEL_REF_PATTERN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(?::([1-9][0-9]*))?$")
@@ -31,17 +31,19 @@ ModelRef = Annotated[str, AfterValidator(_model_ref)]
 
 
 class ReplicaResources(StrictModel):
-    cpus_per_replica: float = Field(default=1.0, ge=0)
-    gpus_per_replica: float = Field(default=0.0, ge=0)
-    memory_gb_per_replica: float = Field(default=0.0, ge=0)
+    cpus_per_replica: Amount = 1.0
+    gpus_per_replica: Amount = 0.0
+    memory_gb_per_replica: Amount = 0.0
 
 
 class Autoscaling(StrictModel):
-    min_replicas: int = Field(default=1, ge=0, description="0 = scale to zero when idle")
-    max_replicas: int = Field(default=1, ge=1, le=1000)
-    target_ongoing_requests: float = Field(default=2.0, gt=0)
-    upscale_delay_s: float = Field(default=5.0, ge=0)
-    downscale_delay_s: float = Field(default=60.0, ge=0)
+    min_replicas: Annotated[StrictInt, Field(ge=0)] = Field(
+        default=1, description="0 = scale to zero when idle"
+    )
+    max_replicas: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    target_ongoing_requests: FiniteFloat = Field(default=2.0, gt=0, le=1e6)
+    upscale_delay_s: FiniteFloat = Field(default=5.0, ge=0, le=86_400)
+    downscale_delay_s: FiniteFloat = Field(default=60.0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Autoscaling:
@@ -54,13 +56,15 @@ class Autoscaling(StrictModel):
 
 
 class Batching(StrictModel):
-    max_batch_size: int = Field(default=1, ge=1, le=4096, description="1 = no batching")
-    batch_wait_timeout_s: float = Field(default=0.01, ge=0, le=10)
+    max_batch_size: Annotated[StrictInt, Field(ge=1, le=4096)] = Field(
+        default=1, description="1 = no batching"
+    )
+    batch_wait_timeout_s: FiniteFloat = Field(default=0.01, ge=0, le=10)
 
 
 class Canary(StrictModel):
     model: ModelRef = Field(description="the canary's version: 'name:version' or 'name' = latest")
-    percent: float = Field(ge=0, le=100, description="share of requests it answers")
+    percent: FiniteFloat = Field(ge=0, le=100, description="share of requests it answers")
 
 
 class DeploymentSpec(StrictModel):

@@ -6,10 +6,19 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from raydc.specs.base import StrictModel
+from raydc.specs.base import MAX_AMOUNT, Amount, FiniteFloat, StrictInt, StrictModel
 from raydc.specs.compression import MODEL_REF_PATTERN, CompressStep, Gate, check_steps
+from raydc.specs.limits import MAX_DEPTH, check_plain_data
 from raydc.specs.tuning import (
     AshaScheduler,
     Distribution,
@@ -22,6 +31,34 @@ from raydc.specs.tuning import (
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 ENTRYPOINT_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 CODE_REF_PATTERN = r"^sha256:[0-9a-f]{64}$"
+# Variables raydc itself sets for a job (workloads/protocol.py) and Ray's own: a job
+# must not override the platform's protocol.
+RESERVED_ENV_PREFIXES = ("RAYDC_", "RAY_")
+MAX_ENV_VARS = 256
+MAX_ENV_VALUE_CHARS = 32 * 1024
+
+
+def _not_reserved(name: str) -> str:
+    if name.upper().startswith(RESERVED_ENV_PREFIXES):
+        raise ValueError(f"{name!r}: names starting with RAYDC_ or RAY_ are raydc's and Ray's")
+    return name
+
+
+EnvName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128),
+    AfterValidator(_not_reserved),
+]
+EnvValue = Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE_CHARS, pattern=r"^[^\x00]*$")]
+
+
+def bounded_data(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form data (``config``) is stored and echoed: small, plain JSON data only."""
+    check_plain_data(value, max_depth=MAX_DEPTH - 1)  # one level down in the body
+    return value
+
+
+FreeForm = Annotated[dict[str, Any], AfterValidator(bounded_data)]
 
 
 class Priority(StrEnum):
@@ -40,8 +77,8 @@ _PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priorit
 
 
 class WorkerRange(StrictModel):
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
+    min: Annotated[StrictInt, Field(ge=1)]
+    max: Annotated[StrictInt, Field(ge=1)]
 
     @model_validator(mode="after")
     def _min_le_max(self) -> WorkerRange:
@@ -60,12 +97,16 @@ class PlacementStrategy(StrEnum):
 
 
 class Resources(StrictModel):
-    workers: int | WorkerRange = Field(default=1, description="a count, or {min, max} (elastic)")
+    workers: StrictInt | WorkerRange = Field(
+        default=1, description="a count, or {min, max} (elastic)"
+    )
     placement: PlacementStrategy = PlacementStrategy.PACK
-    cpus_per_worker: float = Field(default=1.0, ge=0)
-    gpus_per_worker: float = Field(default=0.0, ge=0)
-    memory_gb_per_worker: float = Field(default=0.0, ge=0)
-    custom: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
+    cpus_per_worker: Amount = 1.0
+    gpus_per_worker: Amount = 0.0
+    memory_gb_per_worker: Amount = 0.0
+    custom: dict[str, FiniteFloat] = Field(
+        default_factory=dict, max_length=64, description="custom Ray resources"
+    )
 
     @field_validator("workers")
     @classmethod
@@ -80,6 +121,8 @@ class Resources(StrictModel):
         for name, amount in value.items():
             if amount < 0:
                 raise ValueError(f"{name} must not be negative")
+            if amount > MAX_AMOUNT:
+                raise ValueError(f"{name} must be at most {MAX_AMOUNT:g}")
         return value
 
     @property
@@ -109,18 +152,20 @@ class CodeSource(StrictModel):
 
 
 class CheckpointSpec(StrictModel):
-    num_to_keep: int = Field(default=2, ge=1)
+    num_to_keep: Annotated[StrictInt, Field(ge=1, le=1000)] = 2
 
 
 class JobSpecBase(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits and '-'")
     code: CodeSource
     entrypoint: str = Field(description="module.path:function inside the code")
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: FreeForm = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     priority: Priority = Priority.NORMAL
-    max_retries: int = Field(default=2, ge=0, le=100)
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+    max_retries: Annotated[StrictInt, Field(ge=0, le=100)] = 2
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, max_length=MAX_ENV_VARS, description="extra environment variables"
+    )
 
     @field_validator("entrypoint")
     @classmethod
@@ -161,10 +206,14 @@ class TuneSpec(JobSpecBase):
     search: SearchAlgorithm = SearchAlgorithm.RANDOM
     search_space: dict[str, Distribution] = Field(min_length=1)
     scheduler: SchedulerSpec = Field(default_factory=lambda: FifoScheduler(type="fifo"))
-    num_samples: int = Field(default=1, ge=1, le=10_000, description="trials (x the grid size)")
-    max_concurrent_trials: int = Field(default=1, ge=1, le=1_000)
-    time_budget_s: float | None = Field(default=None, gt=0, description="then stop every trial")
-    seed: int | None = Field(
+    num_samples: Annotated[StrictInt, Field(ge=1, le=10_000)] = Field(
+        default=1, description="trials (x the grid size)"
+    )
+    max_concurrent_trials: Annotated[StrictInt, Field(ge=1, le=1_000)] = 1
+    time_budget_s: FiniteFloat | None = Field(
+        default=None, gt=0, description="then stop every trial"
+    )
+    seed: StrictInt | None = Field(
         default=None, ge=0, description="the search's random seed: the same seed, the same trials"
     )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="per trial")

@@ -24,17 +24,19 @@ from pydantic import (
     model_validator,
 )
 
-from raydc.specs.base import StrictModel
+from raydc.specs.base import FiniteFloat, StrictInt, StrictModel
+
+MAX_VALUES = 10_000  # of one choice or grid
 
 
 class Distribution(StrictModel):
     """Exactly one of the keys below."""
 
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None
-    choice: list[Any] | None = Field(default=None, min_length=1)
-    grid: list[Any] | None = Field(default=None, min_length=1)
+    uniform: tuple[FiniteFloat, FiniteFloat] | None = None
+    loguniform: tuple[FiniteFloat, FiniteFloat] | None = None
+    randint: tuple[StrictInt, StrictInt] | None = None
+    choice: list[Any] | None = Field(default=None, min_length=1, max_length=MAX_VALUES)
+    grid: list[Any] | None = Field(default=None, min_length=1, max_length=MAX_VALUES)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Distribution:
@@ -76,9 +78,9 @@ class AshaScheduler(StrictModel):
     An iteration is one ``report`` of the train loop (one epoch for the bundled apps)."""
 
     type: Literal["asha"]
-    grace_period: int = Field(default=1, ge=1)
-    reduction_factor: float = Field(default=4.0, gt=1)
-    max_t: int | None = Field(
+    grace_period: Annotated[StrictInt, Field(ge=1)] = 1
+    reduction_factor: FiniteFloat = Field(default=4.0, gt=1, le=1000)
+    max_t: StrictInt | None = Field(
         default=None, ge=1, description="iterations a trial runs at most; default: config epochs"
     )
 
@@ -89,10 +91,10 @@ class PbtScheduler(StrictModel):
     config mutated (resampled from `mutations`, or the numbers scaled by 0.8 or 1.2)."""
 
     type: Literal["pbt"]
-    perturbation_interval: int = Field(default=1, ge=1)
+    perturbation_interval: Annotated[StrictInt, Field(ge=1)] = 1
     mutations: dict[str, Distribution] = Field(min_length=1)
-    quantile_fraction: float = Field(default=0.25, gt=0, le=0.5)
-    resample_probability: float = Field(default=0.25, ge=0, le=1)
+    quantile_fraction: FiniteFloat = Field(default=0.25, gt=0, le=0.5)
+    resample_probability: FiniteFloat = Field(default=0.25, ge=0, le=1)
 
     @field_validator("mutations")
     @classmethod

@@ -8,15 +8,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from raydc.server.bodies import read_limited
+from raydc.server.decoding import decode_body
 from raydc.server.deps import ControlPlaneDep, Reader, Submitter
 from raydc.server.schemas import JobEventOut, JobOut, JobPage
 from raydc.server.services import jobs
 from raydc.server.services.logs import current_logs, follow_logs
-from raydc.server.validation import decode_body
 from raydc.specs.jobs import JOB_KINDS
 from raydc.specs.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# Far beyond any real page; within what a database's OFFSET takes (SQLite: 64-bit).
+MAX_OFFSET = 10**9
 
 
 @router.post("", status_code=201)
@@ -35,7 +37,7 @@ def list_jobs(
     status: JobStatus | None = None,
     kind: Annotated[str | None, Query(pattern="|".join(JOB_KINDS))] = None,
     limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobPage:
     with cp.tx() as session:
         rows, total = jobs.list_jobs(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from raydc.server.addressing import TenantQuery
 from raydc.server.deps import ControlPlaneDep, Reader
@@ -10,6 +12,8 @@ from raydc.server.schemas import ModelOut, ModelVersionOut
 from raydc.server.services import models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+# A version number as the database stores it (a 32-bit integer column); beyond, a 422.
+VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("")
@@ -35,7 +39,11 @@ def list_versions(
 
 @router.get("/{name}/versions/{version}")
 def get_version(
-    name: str, version: int, cp: ControlPlaneDep, principal: Reader, tenant: TenantQuery = None
+    name: str,
+    version: VersionPath,
+    cp: ControlPlaneDep,
+    principal: Reader,
+    tenant: TenantQuery = None,
 ) -> ModelVersionOut:
     with cp.tx() as session:
         return ModelVersionOut.of(*models.get_version(session, principal, name, version, tenant))
