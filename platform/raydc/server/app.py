@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -70,6 +71,17 @@ def create_app(settings: Settings | None = None, *, run_reconciler: bool = True)
         return JSONResponse(
             {"detail": error.detail}, status_code=error.status_code, headers=headers
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input back, which may be a number JSON
+        # cannot carry (Infinity, NaN: a 500) or a secret: the detail names the field
+        # and says what is wrong, no more.
+        detail = [
+            {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            for item in error.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(IllegalTransition)
     async def illegal_transition(_: Request, error: IllegalTransition) -> JSONResponse:

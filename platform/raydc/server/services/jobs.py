@@ -16,7 +16,13 @@ from raydc.server.errors import Conflict, DomainError, InvalidInput, NotFound
 from raydc.server.services.code import tenant_has_bundle
 from raydc.server.services.job_status import record_submitted, switch_job_status
 from raydc.server.services.models import resolve_version
-from raydc.server.services.tenants import borrowable, get_tenant, list_tenants, quota_of
+from raydc.server.services.tenants import (
+    borrowable,
+    check_storage,
+    get_tenant,
+    list_tenants,
+    quota_of,
+)
 from raydc.server.validation import invalid_input
 from raydc.specs.capacity import ClusterCapacity
 from raydc.specs.demand import Demand, job_demand, worker_demand, worker_range
@@ -151,8 +157,13 @@ def insert_submissions(
         min_workers, _ = worker_range(stored)  # a tune job: all its concurrent trials
         try:
             name = submission.principal.tenant
-            tenant = tenants[name] if name in tenants else get_tenant(session, name)
-            tenants[name] = tenant
+            if name not in tenants:
+                tenant = get_tenant(session, name)
+                # A tenant with no storage room left runs nothing that would store more
+                # (its artifacts are only known when a job ends); once per batch.
+                check_storage(session, tenant)
+                tenants[name] = tenant
+            tenant = tenants[name]
             _check_code(session, tenant.name, spec, context.apps_dir)
             if isinstance(spec, CompressSpec):
                 stored["model"] = _resolve_parent(session, tenant.name, spec)
