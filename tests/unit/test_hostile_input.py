@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +15,15 @@ from sqlalchemy import func, select
 
 from raydc.security.rbac import Principal, Role
 from raydc.server.control_plane import ControlPlane
+from raydc.server.decoding import decode_body
 from raydc.server.errors import DomainError
 from raydc.server.services.jobs import parse_submission
+from raydc.specs.deployments import DeploymentSpec
 from raydc.specs.jobs import parse_job_spec
 from raydc.store.models import JobRow
 from tests.unit.factories import ADMIN, train_spec
 
+APPS = Path(__file__).resolve().parents[2] / "apps"
 YAML = {**ADMIN, "content-type": "application/yaml"}
 JSON = {**ADMIN, "content-type": "application/json"}
 
@@ -351,3 +355,15 @@ def test_a_good_submission_survives_its_neighbours(api: TestClient) -> None:
         assert api.post("/v1/jobs", content=body, headers=YAML).status_code == 422
     response = api.post("/v1/jobs", json=train_spec(), headers=ADMIN)
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in APPS.glob("*/*.yaml") if p.stem in ("train", "tune", "compress"))
+)
+def test_every_bundled_job_spec_passes_the_strict_decoder(path: Path) -> None:
+    parse_job_spec(decode_body(path.read_bytes(), "application/yaml"))
+
+
+@pytest.mark.parametrize("path", sorted(APPS.glob("*/serve.yaml")))
+def test_every_bundled_deployment_spec_passes_the_strict_decoder(path: Path) -> None:
+    DeploymentSpec.model_validate(decode_body(path.read_bytes(), "application/yaml"))

@@ -34,11 +34,11 @@ class _Refused(ValueError):
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _Refused(f"duplicate key {key!r:.80}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the rare case: find the key to name it
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _Refused(f"duplicate key {repeated!r:.80}")
     return obj
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from raydc.server.bodies import read_limited
 from raydc.server.decoding import decode_body
@@ -19,12 +20,19 @@ from raydc.specs.status import JobStatus
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # Far beyond any real page; within what a database's OFFSET takes (SQLite: 64-bit).
 MAX_OFFSET = 10**9
+# A larger body is decoded off the event loop, so decoding it (tens of ms for a MiB of
+# YAML) does not hold up every other request.
+INLINE_DECODE_BYTES = 64 * 1024
 
 
 @router.post("", status_code=201)
 async def submit_job(request: Request, cp: ControlPlaneDep, principal: Submitter) -> JobOut:
     raw = await read_limited(request, cp.settings.max_spec_bytes)
-    data = decode_body(raw, request.headers.get("content-type"))
+    content_type = request.headers.get("content-type")
+    if len(raw) > INLINE_DECODE_BYTES:
+        data = await run_in_threadpool(decode_body, raw, content_type)
+    else:
+        data = decode_body(raw, content_type)
     job = await cp.submissions.submit(jobs.parse_submission(principal, data))
     cp.reconciler.wake()
     return job
