@@ -37,8 +37,10 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):  # the rare case: find the key to name it
         seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise _Refused(f"duplicate key {repeated!r:.80}")
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"duplicate key {key!r:.80}")
+            seen.add(key)
     return obj
 
 
