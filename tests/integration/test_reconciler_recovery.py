@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from raydc.specs.tenants import Role
 from raydc.store.models import JobRow
 from raydc.workloads.protocol import write_result
 from tests.conftest import FIXTURES
+from tests.unit.run_files import run_checkpoint
 
 ADMIN = Principal(token_id="test", tenant="default", role=Role.ADMIN, name="test")
 
@@ -119,7 +119,7 @@ def test_resubmit_after_a_crash_attaches_to_the_running_job(plane: ControlPlane)
     assert [j.submission_id for j in ray_jobs].count(launch.submission_id) == 1
 
 
-def test_a_job_ray_forgot_is_finished_from_its_result(plane: ControlPlane, tmp_path: Path) -> None:
+def test_a_job_ray_forgot_is_finished_from_its_result(plane: ControlPlane) -> None:
     """Ray lost the job (head restarted) after it had finished: keep its result."""
     job_id = submit(plane, upload_toy(plane))
     plane.reconciler.schedule()
@@ -127,14 +127,13 @@ def test_a_job_ray_forgot_is_finished_from_its_result(plane: ControlPlane, tmp_p
         row = session.get(JobRow, job_id)
         assert row is not None
         row.submitted_at = row.created_at
-    checkpoint = tmp_path / "checkpoint"
-    checkpoint.mkdir()
-    outcome = {"status": "succeeded", "metrics": {"epoch": 1}, "checkpoint_path": str(checkpoint)}
+    checkpoint = run_checkpoint(plane.settings, job_id)  # inside the job's own run dir
+    outcome = {"status": "succeeded", "metrics": {"epoch": 1}, "checkpoint_path": checkpoint}
     write_result(result_path(plane.settings, job_id, job_id), outcome)
     plane.reconciler.sync_active(cluster_of(plane))
     done = job(plane, job_id)
     assert done.status == "SUCCEEDED" and done.attempt == 1
-    assert done.result == {"metrics": {"epoch": 1}, "checkpoint_path": str(checkpoint),
+    assert done.result == {"metrics": {"epoch": 1}, "checkpoint_path": checkpoint,
                            "model": "recovery:1"}  # fmt: skip
 
 
