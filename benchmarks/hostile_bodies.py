@@ -103,16 +103,25 @@ def attack_costs(server: ServerProcess, skip: tuple[str, ...]) -> dict[str, Any]
     return costs
 
 
-def attacker(url: str, stop: Any, sent: Any) -> None:
+def attacker(url: str, stop: Any, sent: Any, per_s: float) -> None:
+    """Sends the attack bodies in turn, ``per_s`` a second (0: back to back)."""
     statuses: dict[int, int] = {}
+    next_at = time.monotonic()
     while not stop.is_set():
         for content_type, body in ATTACKS.values():
+            if per_s > 0:
+                next_at += 1.0 / per_s
+                stop.wait(max(0.0, next_at - time.monotonic()))
+                if stop.is_set():
+                    break
             status, _ = send(url, content_type, body)
             statuses[status] = statuses.get(status, 0) + 1
     sent.put(statuses)
 
 
-def under_attack(server: ServerProcess, clients: int, seconds: float) -> dict[str, Any]:
+def under_attack(
+    server: ServerProcess, clients: int, seconds: float, per_s: float = 0.0
+) -> dict[str, Any]:
     request = post_request("/v1/jobs", SPEC, ADMIN_TOKEN)
     load(server.port, request, clients, 2)  # warm-up
     baseline = load(server.port, request, clients, seconds)
@@ -120,7 +129,7 @@ def under_attack(server: ServerProcess, clients: int, seconds: float) -> dict[st
     # well-behaved client and show up as the server's latency.
     stop = multiprocessing.Event()
     sent: Any = multiprocessing.Queue()
-    process = multiprocessing.Process(target=attacker, args=(server.url, stop, sent))
+    process = multiprocessing.Process(target=attacker, args=(server.url, stop, sent, per_s))
     process.start()
     attacked = load(server.port, request, clients, seconds)
     stop.set()
@@ -128,6 +137,7 @@ def under_attack(server: ServerProcess, clients: int, seconds: float) -> dict[st
     process.join()
     return {
         "clients": clients,
+        "attacks_per_s": per_s or "back to back",
         "baseline": baseline,
         "under_attack": attacked,
         "attack_statuses": statuses,
@@ -144,6 +154,8 @@ def main() -> None:
                         help="also to the old tree (~2 min of CPU, 12 GB)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--attacks-per-s", type=float, default=0.0,
+                        help="attack bodies a second; 0 = back to back")  # fmt: skip
     args = parser.parse_args()
     before_platform = str(args.before / "platform")
     result: dict[str, Any] = {"benchmark": "hostile_bodies"}
@@ -155,7 +167,9 @@ def main() -> None:
                 skip = () if tree == "after" or args.before_laughs else ("billion_laughs_yaml",)
                 result[f"attacks_{tree}"] = attack_costs(server, skip)
                 if tree == "after":
-                    result["well_behaved_after"] = under_attack(server, 4, args.seconds)
+                    result["well_behaved_after"] = under_attack(
+                        server, 4, args.seconds, args.attacks_per_s
+                    )
                 result[f"server_rss_mb_{tree}"] = round(server.rss_mb(), 1)
             finally:
                 server.stop()
