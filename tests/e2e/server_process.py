@@ -28,6 +28,9 @@ class Server:
         jobs_user = resolve_jobs_user(env_overrides.get("RAYDC_JOBS_USER", "auto"))
         if jobs_user is not None:
             open_path_to(home.parent, jobs_user)
+            # and it runs this venv's Python: a checkout under a closed directory (root's
+            # home) would have the server refuse to start, saying so.
+            open_path_to(Path(sys.prefix), jobs_user)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAYDC_")}
         env.update(RAYDC_HOME=str(home), RAYDC_PORT=str(self.port), RAYDC_LOCAL_RAY_NUM_CPUS="2",
                    RAYDC_RECONCILE_INTERVAL_S="0.5", **env_overrides)  # fmt: skip
