@@ -13,19 +13,28 @@ libyaml before anything is built, so a refused body costs little.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import yaml
-from yaml.constructor import ConstructorError
-from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
+from yaml.nodes import ScalarNode
 
 from raydc.server.errors import InvalidInput
 from raydc.specs.limits import MAX_DEPTH, MAX_NODES, DataLimitError, check_plain_data
 
 MAX_INT_DIGITS = 20  # a signed 64-bit integer, and then some
 
-# libyaml's parser when PyYAML was built with it (much faster); the pure-Python one if not.
+# libyaml's parser, for the checks, when PyYAML was built with it (much faster); the
+# pure-Python one if not. The body is then built by yaml.safe_load.
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -66,65 +75,86 @@ class _YamlRefused(yaml.MarkedYAMLError):
     """Well-formed YAML that raydc does not accept."""
 
 
-def _refuse(message: str, node_or_event: Node | NodeEvent | None) -> _YamlRefused:
-    return _YamlRefused(problem=message, problem_mark=getattr(node_or_event, "start_mark", None))
+def _refuse(message: str, event: NodeEvent) -> _YamlRefused:
+    mark: Any = event.start_mark  # libyaml's Mark or PyYAML's: both have line, column
+    return _YamlRefused(problem=message, problem_mark=mark)
 
 
-class StrictYamlLoader(_BaseLoader):
-    """SafeLoader that refuses duplicate keys, merge keys and huge integers, and keeps
-    a timestamp as the text it was written as (what JSON would have sent)."""
-
-    def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
-        if not isinstance(node, MappingNode):
-            raise ConstructorError(None, None, "expected a mapping", node.start_mark)
-        mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _refuse("YAML merge keys (<<) are not accepted", key_node)
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in mapping
-            except TypeError:  # an unhashable key, e.g. a list
-                raise _refuse("mapping keys must be strings", key_node) from None
-            if repeated:
-                raise _refuse(f"duplicate key {key!r:.80}", key_node)
-            mapping[key] = self.construct_object(value_node, deep=deep)
-        return mapping
-
-    def construct_yaml_int(self, node: ScalarNode) -> int:
-        digits = len(str(self.construct_scalar(node)).lstrip("+-").replace("_", ""))
-        if digits > MAX_INT_DIGITS:
-            raise _refuse(f"an integer of {digits} digits (at most {MAX_INT_DIGITS})", node)
-        value: int = super().construct_yaml_int(node)
-        return value
-
-    def construct_yaml_timestamp(self, node: ScalarNode) -> str:
-        return str(self.construct_scalar(node))
+_RESOLVER = yaml.resolver.Resolver()
+_INT = "tag:yaml.org,2002:int"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
-StrictYamlLoader.add_constructor("tag:yaml.org,2002:int", StrictYamlLoader.construct_yaml_int)
-StrictYamlLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", StrictYamlLoader.construct_yaml_timestamp
-)
+def _tag(event: ScalarEvent) -> str:
+    if event.tag not in (None, "!"):
+        return str(event.tag)
+    return str(_RESOLVER.resolve(ScalarNode, event.value, event.implicit))
 
 
-def _check_yaml_events(text: str) -> None:
-    """Refuse anchors, aliases, deep nesting and too many values before building anything
-    (libyaml's composer recurses in C: depth must be bounded before it runs)."""
-    depth = nodes = 0
+@dataclass
+class _Mapping:
+    """A mapping being read: the keys seen, and whether the next node is a key."""
+
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    at_key: bool = True
+
+
+def _check_yaml_events(text: str) -> bool:
+    """Refuse, before anything is built: anchors and aliases, merge keys, duplicate or
+    non-scalar keys, integers of more than MAX_INT_DIGITS digits, deep nesting and too
+    many values (libyaml's parser, event by event). Returns whether a timestamp was seen.
+    """
+    stack: list[_Mapping | None] = []  # None: a sequence
+    nodes = 0
+    timestamps = False
     for event in yaml.parse(text, Loader=_BaseLoader):
-        if isinstance(event, NodeEvent):
-            if isinstance(event, AliasEvent) or event.anchor is not None:
-                raise _refuse("YAML anchors and aliases are not accepted", event)
-            nodes += 1
-            if nodes > MAX_NODES:
-                raise _refuse(f"more than {MAX_NODES} values", event)
-            if isinstance(event, CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise _refuse(f"nested more than {MAX_DEPTH} levels deep", event)
-        elif isinstance(event, CollectionEndEvent):
-            depth -= 1
+        if isinstance(event, CollectionEndEvent):
+            stack.pop()
+            if stack and stack[-1] is not None:
+                stack[-1].at_key = not stack[-1].at_key
+            continue
+        if not isinstance(event, NodeEvent):
+            continue
+        if isinstance(event, AliasEvent) or event.anchor is not None:
+            raise _refuse("YAML anchors and aliases are not accepted", event)
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise _refuse(f"more than {MAX_NODES} values", event)
+        parent = stack[-1] if stack else None
+        if isinstance(event, CollectionStartEvent):
+            if parent is not None and parent.at_key:
+                raise _refuse("mapping keys must be strings", event)
+            if len(stack) >= MAX_DEPTH:
+                raise _refuse(f"nested more than {MAX_DEPTH} levels deep", event)
+            stack.append(_Mapping() if isinstance(event, MappingStartEvent) else None)
+            continue
+        if not isinstance(event, ScalarEvent):  # alias events were refused above
+            continue
+        tag = _tag(event)
+        if tag == _INT:
+            digits = len(event.value.lstrip("+-").replace("_", ""))
+            if digits > MAX_INT_DIGITS:
+                raise _refuse(f"an integer of {digits} digits (at most {MAX_INT_DIGITS})", event)
+        timestamps = timestamps or tag == _TIMESTAMP
+        if parent is not None:
+            if parent.at_key:
+                if tag == "tag:yaml.org,2002:merge":
+                    raise _refuse("YAML merge keys (<<) are not accepted", event)
+                if (tag, event.value) in parent.keys:
+                    raise _refuse(f"duplicate key {event.value!r:.80}", event)
+                parent.keys.add((tag, event.value))
+            parent.at_key = not parent.at_key
+    return timestamps
+
+
+def _dates_as_text(data: Any) -> Any:
+    """YAML dates and times as the text JSON would have sent (str() writes them as YAML
+    does: ``2024-01-31``, ``2024-01-31 10:00:00``)."""
+    if isinstance(data, dict):
+        return {key: _dates_as_text(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_dates_as_text(value) for value in data]
+    return str(data) if isinstance(data, date) else data
 
 
 def _yaml_message(error: yaml.YAMLError) -> str:
@@ -137,10 +167,11 @@ def _yaml_message(error: yaml.YAMLError) -> str:
 
 def decode_yaml(text: str) -> Any:
     try:
-        _check_yaml_events(text)
-        return yaml.load(text, Loader=StrictYamlLoader)
+        timestamps = _check_yaml_events(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InvalidInput.field((), _yaml_message(error)) from error
+    return _dates_as_text(data) if timestamps else data
 
 
 def decode_body(body: bytes, content_type: str | None) -> Any:
