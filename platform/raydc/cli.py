@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -11,9 +10,11 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from raydc import cli_base
+from raydc.admin_cli import tenants_app, tokens_app
+from raydc.cli_base import console, err, fail, print_json, status_text
 from raydc.client import TERMINAL, ApiError, Client
 from raydc.cluster_cli import cluster_app
 from raydc.deploy_cli import deploy, deployments_app, predict
@@ -24,8 +25,6 @@ jobs_app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=Tr
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 # An admin's choice of tenant for a name several tenants use (the server says which).
 ModelTenant = Annotated[str | None, typer.Option("--tenant", help="the tenant whose model (admin)")]
-tenants_app = typer.Typer(help="Tenants and quotas (admin).", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens: create (admin), list, revoke.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(tenants_app, name="tenants")
@@ -35,29 +34,6 @@ app.add_typer(deployments_app, name="deployments")
 app.add_typer(cluster_app, name="cluster")
 app.command("deploy")(deploy)
 app.command("predict")(predict)
-
-console = Console()
-err = Console(stderr=True)
-STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
-                "READY": "green", "REJECTED": "red"}  # fmt: skip
-
-
-def _client() -> Client:
-    return Client()
-
-
-def _fail(error: ApiError) -> None:
-    err.print(f"[red]error[/red] {error}")
-    raise typer.Exit(1)
-
-
-def _status(status: str) -> str:
-    style = STATUS_STYLE.get(status)
-    return f"[{style}]{status}[/{style}]" if style else status
-
-
-def _print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
 
 
 @app.command()
@@ -95,15 +71,15 @@ def submit(
     if not isinstance(spec, dict):
         err.print(f"[red]error[/red] {spec_file} does not hold a mapping")
         raise typer.Exit(2)
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             if working_dir is not None:
                 spec["code"] = {"ref": client.upload_code(working_dir)}
                 err.print(f"uploaded {working_dir} as {spec['code']['ref'][:19]}…")
             job = client.submit_job(spec)
         except ApiError as error:
-            _fail(error)
-        console.print(f"submitted [bold]{job['id']}[/bold] ({_status(job['status'])})")
+            fail(error)
+        console.print(f"submitted [bold]{job['id']}[/bold] ({status_text(job['status'])})")
         if follow:
             _follow(client, job["id"])
 
@@ -123,9 +99,9 @@ def _follow(client: Client, job_id: str) -> None:
             sys.stdout.write(chunk)
             sys.stdout.flush()
     job = client.wait(job_id)
-    console.rule(f"{job_id} {_status(job['status'])}")
+    console.rule(f"{job_id} {status_text(job['status'])}")
     if job.get("result"):
-        _print_json(job["result"])
+        print_json(job["result"])
     if job.get("error"):
         err.print(f"[red]{job['error']}[/red]")
     if job["status"] != "SUCCEEDED":
@@ -140,11 +116,11 @@ def jobs_list(
     offset: int = 0,
 ) -> None:
     """List jobs, newest first."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             page = client.list_jobs(status=status, kind=kind, limit=limit, offset=offset)
         except ApiError as error:
-            _fail(error)
+            fail(error)
     table = Table("ID", "NAME", "KIND", "TENANT", "PRIORITY", "STATUS", "CREATED")
     for job in page["items"]:
         table.add_row(
@@ -153,7 +129,7 @@ def jobs_list(
             job["kind"],
             job["tenant"],
             job["priority"],
-            _status(job["status"]),
+            status_text(job["status"]),
             job["created_at"][:19].replace("T", " "),
         )
     console.print(table)
@@ -163,11 +139,11 @@ def jobs_list(
 @jobs_app.command("get")
 def jobs_get(job_id: str) -> None:
     """Show one job."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
-            _print_json(client.get_job(job_id))
+            print_json(client.get_job(job_id))
         except ApiError as error:
-            _fail(error)
+            fail(error)
 
 
 @jobs_app.command("trials")
@@ -176,18 +152,18 @@ def jobs_trials(job_id: str) -> None:
 
     The best trial (once the search has ended) is marked with *.
     """
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             job = client.get_job(job_id)
         except ApiError as error:
-            _fail(error)
+            fail(error)
     if job["kind"] != "tune":
         err.print(f"[red]error[/red] {job_id} is a {job['kind']} job, not a tune job")
         raise typer.Exit(1)
     result = job.get("result") or {}
     trials: list[dict[str, Any]] = result.get("trials") or []
     if not trials:
-        console.print(f"{job_id} ({_status(job['status'])}): no trials yet")
+        console.print(f"{job_id} ({status_text(job['status'])}): no trials yet")
         return
     configs = [t.get("config") or {} for t in trials]
     # The searched keys: those whose value differs between trials (all, for a single one).
@@ -200,10 +176,10 @@ def jobs_trials(job_id: str) -> None:
         if trial.get("error"):
             metrics = f"[red]{trial['error']}[/red]"
         values = [_value_text(config.get(k)) for k in keys]
-        table.add_row(marked, _status(trial["status"]), str(trial.get("iterations", 0)),
+        table.add_row(marked, status_text(trial["status"]), str(trial.get("iterations", 0)),
                       *values, metrics)  # fmt: skip
     console.print(table)
-    console.print(f"{job_id} ({_status(job['status'])}): {len(trials)} trials")
+    console.print(f"{job_id} ({status_text(job['status'])}): {len(trials)} trials")
 
 
 def _value_text(value: Any) -> str:
@@ -217,7 +193,7 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
 @jobs_app.command("logs")
 def jobs_logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
     """Print a job's logs (-f streams them until the job ends)."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             if follow:
                 for chunk in client.follow_logs(job_id):
@@ -226,34 +202,34 @@ def jobs_logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f"
             else:
                 sys.stdout.write(client.job_logs(job_id))
         except ApiError as error:
-            _fail(error)
+            fail(error)
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a job in any non-terminal state."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             job = client.cancel_job(job_id)
         except ApiError as error:
-            _fail(error)
-    console.print(f"cancel requested for {job_id} ({_status(job['status'])})")
+            fail(error)
+    console.print(f"cancel requested for {job_id} ({status_text(job['status'])})")
 
 
 @jobs_app.command("events")
 def jobs_events(job_id: str) -> None:
     """A job's status history."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             events = client.job_events(job_id)
         except ApiError as error:
-            _fail(error)
+            fail(error)
     table = Table("TIME", "FROM", "TO", "REASON", "MESSAGE")
     for event in events:
         table.add_row(
             event["created_at"][:23].replace("T", " "),
             event["from_status"] or "",
-            _status(event["to_status"]),
+            status_text(event["to_status"]),
             event["reason"] or "",
             event["message"] or "",
         )
@@ -263,11 +239,11 @@ def jobs_events(job_id: str) -> None:
 @app.command()
 def queue() -> None:
     """Pending jobs in scheduling order, with why each waits."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             entries = client.queue()
         except ApiError as error:
-            _fail(error)
+            fail(error)
     table = Table("#", "ID", "TENANT", "PRIORITY", "WAITING BECAUSE")
     for position, entry in enumerate(entries, 1):
         table.add_row(
@@ -283,11 +259,11 @@ def queue() -> None:
 @models_app.command("list")
 def models_list(tenant: ModelTenant = None) -> None:
     """Registered models."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             models = client.list_models(tenant)
         except ApiError as error:
-            _fail(error)
+            fail(error)
     table = Table("NAME", "TENANT", "VERSIONS", "LATEST")
     for model in models:
         table.add_row(
@@ -299,11 +275,11 @@ def models_list(tenant: ModelTenant = None) -> None:
 @models_app.command("versions")
 def models_versions(name: str, tenant: ModelTenant = None) -> None:
     """A model's versions with their metrics and the job that made each."""
-    with _client() as client:
+    with cli_base.client() as client:
         try:
             versions = client.model_versions(name, tenant)
         except ApiError as error:
-            _fail(error)
+            fail(error)
     table = Table("VERSION", "JOB", "METRICS", "URI")
     for version in versions:
         metrics = _metrics_text(version["metrics"])
@@ -332,14 +308,14 @@ def models_show(
     """One version: what made it and, for a compressed one, its report as a table."""
     name, _, number = ref.partition(":")
     if not number.isdigit():
-        _fail(ApiError(422, f"give NAME:VERSION, e.g. intent:3 (got {ref!r})"))
-    with _client() as client:
+        fail(ApiError(422, f"give NAME:VERSION, e.g. intent:3 (got {ref!r})"))
+    with cli_base.client() as client:
         try:
             version = client.model_version(name, int(number), tenant)
         except ApiError as error:
-            _fail(error)
+            fail(error)
     lineage = version.get("lineage") or {}
-    console.print(f"{name}:{version['version']}  {_status(version['status'].upper())}  "
+    console.print(f"{name}:{version['version']}  {status_text(version['status'].upper())}  "
                   f"made by {lineage.get('kind', 'job')} {version['job_id']}")  # fmt: skip
     if lineage.get("parent"):
         steps = " -> ".join(step.get("type", "?") for step in lineage.get("steps") or [])
@@ -370,187 +346,6 @@ def report_table(report: dict[str, Any]) -> Table:
     table.add_row(report.get("metric_name", "metric"), _value_text(parent.get("metric")),
                   _value_text(child.get("metric")), change)  # fmt: skip
     return table
-
-
-@tenants_app.command("create")
-def tenants_create(
-    name: str,
-    cpu: Annotated[float | None, typer.Option(help="CPU quota")] = None,
-    gpu: Annotated[float | None, typer.Option(help="GPU quota")] = None,
-    memory_gb: Annotated[float | None, typer.Option(help="memory quota (GB)")] = None,
-    storage_gb: Annotated[
-        float | None, typer.Option(help="storage quota (GB): code bundles and artifacts")
-    ] = None,
-) -> None:
-    """Create a tenant, optionally with a quota."""
-    limits = {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb, "storage_gb": storage_gb}
-    quota = {k: v for k, v in limits.items() if v is not None}
-    with _client() as client:
-        try:
-            _print_json(client.create_tenant(name, quota))
-        except ApiError as error:
-            _fail(error)
-
-
-@tenants_app.command("list")
-def tenants_list() -> None:
-    """Tenants, their quotas, fair-share weights and borrowing limits (∞ = no limit)."""
-    with _client() as client:
-        try:
-            tenants = client.list_tenants()
-        except ApiError as error:
-            _fail(error)
-    # Storage is shown once some tenant has a storage quota (the API omits it until set).
-    storage = any(tenant["quota"].get("storage_gb") is not None for tenant in tenants)
-    table = Table(
-        "TENANT", "CPU", "GPU", "MEMORY GB", "WEIGHT", "BORROW CPU", "BORROW GPU",
-        "BORROW MEMORY GB", *(["STORAGE GB"] if storage else []),
-    )  # fmt: skip
-    for tenant in tenants:
-        stored = tenant["quota"].get("storage_gb")
-        table.add_row(
-            tenant["name"],
-            *_limits(tenant["quota"]),
-            f"{tenant['weight']:g}",
-            *_limits(tenant["borrowing_limit"]),
-            *([f"{stored:g}" if stored is not None else "∞"] if storage else []),
-        )
-    console.print(table)
-
-
-def _limits(limits: dict[str, float | None]) -> list[str]:
-    return [f"{limits[k]:g}" if limits[k] is not None else "∞" for k in ("cpu", "gpu", "memory_gb")]
-
-
-@tenants_app.command("quota")
-def tenants_quota(
-    name: str,
-    cpu: Annotated[float | None, typer.Option(help="CPU quota (omit = unlimited)")] = None,
-    gpu: Annotated[float | None, typer.Option(help="GPU quota (omit = unlimited)")] = None,
-    memory_gb: Annotated[float | None, typer.Option(help="memory quota in GB")] = None,
-    storage_gb: Annotated[
-        float | None, typer.Option(help="storage quota in GB: code bundles and artifacts")
-    ] = None,
-) -> None:
-    """Set a tenant's quota; a dimension left out becomes unlimited."""
-    quota = {"cpu": cpu, "gpu": gpu, "memory_gb": memory_gb, "storage_gb": storage_gb}
-    with _client() as client:
-        try:
-            _print_json(client.set_quota(name, quota))
-        except ApiError as error:
-            _fail(error)
-
-
-@tenants_app.command("scheduling")
-def tenants_scheduling(
-    name: str,
-    weight: Annotated[
-        float, typer.Option(help="fair-share weight among tenants at the same priority")
-    ] = 1.0,
-    borrow_cpu: Annotated[
-        float | None, typer.Option(help="CPUs it may borrow beyond its quota (omit = no limit)")
-    ] = None,
-    borrow_gpu: Annotated[
-        float | None, typer.Option(help="GPUs it may borrow beyond its quota (omit = no limit)")
-    ] = None,
-    borrow_memory_gb: Annotated[
-        float | None, typer.Option(help="memory (GB) it may borrow beyond its quota")
-    ] = None,
-) -> None:
-    """Set a tenant's fair-share weight and borrowing limit (0 = may not borrow).
-
-    Borrowing uses other tenants' idle quota; their owners take it back by preemption.
-    """
-    limit = {"cpu": borrow_cpu, "gpu": borrow_gpu, "memory_gb": borrow_memory_gb}
-    with _client() as client:
-        try:
-            _print_json(client.set_tenant_scheduling(name, weight=weight, borrowing_limit=limit))
-        except ApiError as error:
-            _fail(error)
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in `90`, `90s`, `15m`, `12h` or `30d`; ValueError for anything else."""
-    number, unit = (text[:-1], text[-1]) if text[-1:] in _DURATION_UNITS else (text, "s")
-    if not number.isdigit() or int(number) <= 0:
-        raise ValueError(f"'{text}' is no lifetime: a whole number, then s, m, h or d")
-    return int(number) * _DURATION_UNITS[unit]
-
-
-def _lifetime(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-
-
-@tokens_app.command("create")
-def tokens_create(
-    tenant: Annotated[str, typer.Option(help="tenant the token acts in")],
-    role: Annotated[str, typer.Option(help="admin | member | viewer | monitor")] = "member",
-    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
-    expires_in: Annotated[
-        str | None,
-        typer.Option(help="lifetime: seconds, or 15m, 12h, 30d (omit = never expires)"),
-    ] = None,
-) -> None:
-    """Create an API token; it is shown once, alone on stdout (`> file` keeps just it)."""
-    lifetime = _lifetime(expires_in)
-    with _client() as client:
-        try:
-            created = client.create_token(tenant, role, name, expires_in_s=lifetime)
-        except ApiError as error:
-            _fail(error)
-    until = f", expires {_when(created['expires_at'])}" if created.get("expires_at") else ""
-    err.print(
-        f"token {created['id']} for {created['tenant']} ({created['role']}{until}), shown once:"
-    )
-    print(created["token"])
-
-
-def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
-
-
-@tokens_app.command("list")
-def tokens_list(
-    tenant: Annotated[str | None, typer.Option(help="one tenant's (admins)")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="also revoked and expired tokens")] = False,
-) -> None:
-    """Tokens you may see (never their secrets): an admin's every tenant, others their own."""
-    with _client() as client:
-        try:
-            listed = client.list_tokens(tenant=tenant, include_inactive=all_)
-        except ApiError as error:
-            _fail(error)
-    table = Table("ID", "TENANT", "ROLE", "NAME", "CREATED", "EXPIRES", "LAST USED", "REVOKED")
-    for token in listed:
-        table.add_row(
-            token["id"], token["tenant"], token["role"], token["name"],
-            _when(token["created_at"]), _when(token["expires_at"]),
-            _when(token["last_used_at"]), _when(token["revoked_at"]),
-        )  # fmt: skip
-    console.print(table)
-
-
-@tokens_app.command("revoke")
-def tokens_revoke(
-    token_id: Annotated[str, typer.Argument(help="the token's ID (tokens list)")],
-) -> None:
-    """Revoke a token: refused by every control plane replica within 10 s."""
-    with _client() as client:
-        try:
-            revoked = client.revoke_token(token_id)
-        except ApiError as error:
-            _fail(error)
-    console.print(
-        f"revoked {revoked['id']} ({revoked['tenant']}, {revoked['role']}, {revoked['name']})"
-    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
-from raydc import cli
+from raydc import cli, cli_base
 from raydc.server.control_plane import ControlPlane
 from raydc.server.errors import Conflict
 from raydc.server.services import tenants as tenant_service
@@ -221,8 +221,8 @@ def test_a_quota_stored_as_infinity_reads_as_unlimited(
 def test_the_cli_sets_and_lists_the_storage_quota(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_client", lambda: sdk_for(api))
-    monkeypatch.setattr(cli.console, "width", 200)
+    monkeypatch.setattr(cli_base, "client", lambda: sdk_for(api))
+    monkeypatch.setattr(cli_base.console, "width", 200)
     make_tenant(api, "team-a")
     runner = CliRunner()
     args = ["tenants", "quota", "team-a", "--cpu", "4", "--storage-gb", "2.5"]

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from raydc import cli
+from raydc import cli, cli_base
 from raydc.client import ApiError, Client
 from raydc.server.control_plane import ControlPlane
 from raydc.server.services import tenants as tenant_service
@@ -163,8 +163,8 @@ def test_the_sdk_sets_what_it_is_given(api: TestClient, sdk: Client) -> None:
 def test_the_cli_sets_and_lists_scheduling_settings(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_client", lambda: sdk_for(api))
-    monkeypatch.setattr(cli.console, "width", 200)
+    monkeypatch.setattr(cli_base, "client", lambda: sdk_for(api))
+    monkeypatch.setattr(cli_base.console, "width", 200)
     make_tenant(api, "team-a", gpu=4)
     runner = CliRunner()
     args = ["tenants", "scheduling", "team-a", "--weight", "2.5", "--borrow-gpu", "0"]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from raydc import cli
+from raydc import admin_cli, cli, cli_base
 from raydc.client import ApiError
 from raydc.server.control_plane import ControlPlane
 from raydc.server.errors import Unauthorized
@@ -325,20 +325,20 @@ def test_the_sdk_creates_lists_and_revokes_tokens(api: TestClient) -> None:
     ("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("12h", 43200), ("30d", 2592000)]
 )
 def test_the_cli_reads_a_lifetime(text: str, seconds: int) -> None:
-    assert cli.parse_duration(text) == seconds
+    assert admin_cli.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "d", "1.5d", "-3d", "3w", "0"])
 def test_the_cli_refuses_a_lifetime_it_cannot_read(text: str) -> None:
     with pytest.raises(ValueError):
-        cli.parse_duration(text)
+        admin_cli.parse_duration(text)
 
 
 def test_the_cli_creates_lists_and_revokes_tokens(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_client", lambda: sdk_for(api))
-    monkeypatch.setattr(cli.console, "width", 200)
+    monkeypatch.setattr(cli_base, "client", lambda: sdk_for(api))
+    monkeypatch.setattr(cli_base.console, "width", 200)
     make_tenant(api, "team-a")
     runner = CliRunner()
     args = ["tokens", "create", "--tenant", "team-a", "--role", "viewer", "--name", "ci",

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from raydc import cli
+from raydc import cli, cli_base
 from raydc.cluster.jobs import RayJobState
 from raydc.server.control_plane import ControlPlane
 from raydc.server.job_outcomes import ActiveJob, read_active
@@ -170,8 +170,8 @@ def test_versions_from_before_lineage_have_none(
 def test_the_cli_lists_a_searchs_trials_and_marks_the_best(
     api: TestClient, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_client", lambda: sdk_for(api))
-    monkeypatch.setattr(cli.console, "width", 200)
+    monkeypatch.setattr(cli_base, "client", lambda: sdk_for(api))
+    monkeypatch.setattr(cli_base.console, "width", 200)
     runner = CliRunner()
     job = running_job(api, control_plane, tune_spec(name="search"))
     assert "no trials yet" in runner.invoke(cli.app, ["jobs", "trials", job.id]).output
